@@ -1,0 +1,75 @@
+"""``make_app``: the Tornado application assembled from its parts (tests build it too)."""
+
+from __future__ import annotations
+
+from importlib.resources import as_file, files
+from pathlib import Path
+from typing import Any
+
+from tornado.httputil import HTTPServerRequest
+from tornado.routing import PathMatches, Rule
+from tornado.web import Application, RequestHandler, StaticFileHandler
+
+from chatapp.auth import Authenticator
+from chatapp.codes import MAX_FRAME_BYTES
+from chatapp.config import Settings
+from chatapp.handlers import (
+    ChatSocket,
+    HealthHandler,
+    MessagesHandler,
+    MetricsHandler,
+    TextSocket,
+    log_request,
+)
+from chatapp.metrics import Metrics
+from chatapp.service import ChatService
+
+
+class _WebSocketUpgrade(PathMatches):
+    """Matches the path only for WebSocket upgrade requests, so ``/`` can serve both."""
+
+    def match(self, request: HTTPServerRequest) -> dict[str, Any] | None:
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            return None
+        return super().match(request)
+
+
+class PageHandler(RequestHandler):
+    """``GET /``: the browser client."""
+
+    def initialize(self, page: bytes) -> None:
+        self.page = page
+
+    def get(self) -> None:
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.set_header("Cache-Control", "no-cache")
+        self.write(self.page)
+
+
+def static_dir() -> str:
+    with as_file(files("chatapp.static")) as path:
+        return str(path)
+
+
+def make_app(
+    service: ChatService, auth: Authenticator, settings: Settings, metrics: Metrics
+) -> Application:
+    socket_deps = {"service": service, "auth": auth, "settings": settings, "metrics": metrics}
+    static = static_dir()
+    return Application(
+        [
+            Rule(_WebSocketUpgrade("/"), TextSocket, socket_deps),
+            (r"/", PageHandler, {"page": (Path(static) / "index.html").read_bytes()}),
+            (r"/ws", ChatSocket, socket_deps),
+            (r"/api/rooms/([^/]+)/messages", MessagesHandler, {"service": service, "auth": auth}),
+            (r"/healthz", HealthHandler, {"service": service}),
+            (r"/metrics", MetricsHandler, {"metrics": metrics}),
+        ],
+        static_path=static,
+        static_handler_class=StaticFileHandler,
+        log_function=log_request,
+        websocket_max_message_size=MAX_FRAME_BYTES,
+        websocket_ping_interval=settings.ping_interval,
+        websocket_ping_timeout=settings.ping_interval,
+        compress_response=True,
+    )

@@ -1,0 +1,61 @@
+"""Plain data passed between the layers: no I/O, no ORM objects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """Who is speaking: ``id`` is stable and unique, ``name`` is for display."""
+
+    id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """A message accepted from a client, not yet stored."""
+
+    room: str
+    user: User
+    text: str
+    client_id: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """A message as committed: ``seq`` is its gapless position in the room."""
+
+    id: int
+    room: str
+    seq: int
+    user: User
+    text: str
+    created_at: datetime
+    client_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """The outcome of storing one message.
+
+    ``duplicate`` is true when the same user had already stored a message with
+    this ``client_id``; ``message`` is then that original message.
+    """
+
+    message: StoredMessage
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """Consecutive messages of one room, oldest first.
+
+    ``has_more`` is true when the room holds messages older than the first one.
+    """
+
+    messages: list[StoredMessage]
+    has_more: bool

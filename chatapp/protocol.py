@@ -1,0 +1,269 @@
+"""The JSON wire protocol of ``/ws``: client frames in, server events out.
+
+Pure functions over strings and dataclasses, no I/O. ``parse_client_frame``
+turns one text frame into a typed, frozen request or raises ``ProtocolError``
+with the code and reason the client will see; the ``encode_*`` functions
+produce the server's frames as compact JSON text.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from chatapp.codes import (
+    MAX_CLIENT_ID_CHARS,
+    MAX_HISTORY_LIMIT,
+    MAX_TEXT_CHARS,
+    ROOM_NAME_PATTERN,
+    ErrorCode,
+)
+from chatapp.model import StoredMessage, User
+
+_ROOM_NAME = re.compile(ROOM_NAME_PATTERN)
+
+
+class ProtocolError(Exception):
+    """A client frame or request that cannot be served; becomes an ``error`` frame."""
+
+    def __init__(self, code: ErrorCode, reason: str, ref: str | None = None) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+        self.ref = ref
+
+
+@dataclass(frozen=True, slots=True)
+class PostMessage:
+    room: str
+    text: str
+    client_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    room: str
+    since: int | None
+    limit: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Leave:
+    room: str
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRequest:
+    room: str
+    before: int
+    limit: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Typing:
+    room: str
+
+
+ClientFrame = PostMessage | Join | Leave | HistoryRequest | Typing
+
+
+def parse_client_frame(raw: str | bytes) -> ClientFrame:
+    """Parse one WebSocket frame from a JSON client; raise ``ProtocolError`` if invalid."""
+    if isinstance(raw, bytes):
+        raise ProtocolError(ErrorCode.BAD_FRAME, "binary frames are not supported; send JSON text")
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise ProtocolError(ErrorCode.BAD_JSON, "frame is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ProtocolError(ErrorCode.BAD_FRAME, "frame must be a JSON object")
+    kind = data.get("type")
+    parser = _PARSERS.get(kind) if isinstance(kind, str) else None
+    if parser is None:
+        raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown frame type {kind!r}")
+    return parser(data)
+
+
+def _parse_message(data: Mapping[str, Any]) -> PostMessage:
+    client_id = optional_str(data, "client_id", MAX_CLIENT_ID_CHARS)
+    try:
+        room = room_name(data.get("room"))
+        text = data.get("text")
+        if not isinstance(text, str):
+            raise ProtocolError(ErrorCode.BAD_FIELD, "'text' must be a string")
+        return PostMessage(room=room, text=message_text(text), client_id=client_id)
+    except ProtocolError as exc:
+        exc.ref = client_id
+        raise
+
+
+def _parse_join(data: Mapping[str, Any]) -> Join:
+    return Join(
+        room=room_name(data.get("room")),
+        since=optional_int(data, "since"),
+        limit=optional_int(data, "limit", minimum=1),
+    )
+
+
+def _parse_leave(data: Mapping[str, Any]) -> Leave:
+    return Leave(room=room_name(data.get("room")))
+
+
+def _parse_history(data: Mapping[str, Any]) -> HistoryRequest:
+    before = optional_int(data, "before", minimum=1)
+    if before is None:
+        raise ProtocolError(ErrorCode.BAD_FIELD, "'before' (a seq) is required")
+    return HistoryRequest(
+        room=room_name(data.get("room")),
+        before=before,
+        limit=optional_int(data, "limit", minimum=1),
+    )
+
+
+def _parse_typing(data: Mapping[str, Any]) -> Typing:
+    return Typing(room=room_name(data.get("room")))
+
+
+_PARSERS: dict[str, Callable[[Mapping[str, Any]], ClientFrame]] = {
+    "message": _parse_message,
+    "join": _parse_join,
+    "leave": _parse_leave,
+    "history": _parse_history,
+    "typing": _parse_typing,
+}
+
+
+def room_name(value: object) -> str:
+    """Validate a room name (also used for query parameters and URL paths)."""
+    if not isinstance(value, str):
+        raise ProtocolError(ErrorCode.BAD_FIELD, "'room' must be a string")
+    if not _ROOM_NAME.fullmatch(value):
+        raise ProtocolError(
+            ErrorCode.BAD_ROOM,
+            "room names are 1-64 letters, digits, '_', '-' or '.', not starting with '-' or '.'",
+        )
+    return value
+
+
+def message_text(text: str) -> str:
+    """Validate message text: visible and at most MAX_TEXT_CHARS characters."""
+    if not text.strip():
+        raise ProtocolError(ErrorCode.EMPTY_TEXT, "message text is empty")
+    if len(text) > MAX_TEXT_CHARS:
+        raise ProtocolError(ErrorCode.TOO_LONG, f"message text is over {MAX_TEXT_CHARS} characters")
+    return text
+
+
+def optional_int(data: Mapping[str, Any], key: str, minimum: int = 0) -> int | None:
+    """An optional non-negative integer field (``true`` is not an integer here)."""
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ProtocolError(ErrorCode.BAD_FIELD, f"'{key}' must be an integer >= {minimum}")
+    return value
+
+
+def optional_str(data: Mapping[str, Any], key: str, max_chars: int) -> str | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or len(value) > max_chars:
+        raise ProtocolError(
+            ErrorCode.BAD_FIELD, f"'{key}' must be a non-empty string of at most {max_chars}"
+        )
+    return value
+
+
+def clamp_limit(limit: int | None, default: int) -> int:
+    """The page size to serve: the client's wish, capped by MAX_HISTORY_LIMIT."""
+    return min(limit or default, MAX_HISTORY_LIMIT)
+
+
+# --- server events ---------------------------------------------------------
+
+
+def _dumps(obj: object) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+def iso_utc(moment: datetime) -> str:
+    """ISO-8601 in UTC with a ``Z`` suffix, microsecond precision."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def user_dict(user: User) -> dict[str, str]:
+    return {"id": user.id, "name": user.name}
+
+
+def message_dict(message: StoredMessage) -> dict[str, Any]:
+    """A message object as the wire and the REST API show it."""
+    out: dict[str, Any] = {
+        "type": "message",
+        "room": message.room,
+        "seq": message.seq,
+        "id": message.id,
+        "user": user_dict(message.user),
+        "text": message.text,
+        "ts": iso_utc(message.created_at),
+    }
+    if message.client_id is not None:
+        out["client_id"] = message.client_id
+    return out
+
+
+def encode_message(message: StoredMessage) -> str:
+    return _dumps(message_dict(message))
+
+
+def encode_hello(user: User, server: str) -> str:
+    return _dumps({"type": "hello", "user": user_dict(user), "server": server})
+
+
+def encode_history(room: str, messages: Iterable[StoredMessage], has_more: bool) -> str:
+    return _dumps(history_dict(room, messages, has_more))
+
+
+def history_dict(room: str, messages: Iterable[StoredMessage], has_more: bool) -> dict[str, Any]:
+    return {
+        "type": "history",
+        "room": room,
+        "messages": [message_dict(m) for m in messages],
+        "has_more": has_more,
+    }
+
+
+def encode_ack(message: StoredMessage) -> str:
+    return _dumps(
+        {
+            "type": "ack",
+            "client_id": message.client_id,
+            "room": message.room,
+            "seq": message.seq,
+            "id": message.id,
+        }
+    )
+
+
+def encode_presence(room: str, users: Iterable[User]) -> str:
+    return _dumps({"type": "presence", "room": room, "users": [user_dict(u) for u in users]})
+
+
+def encode_typing(room: str, user: User) -> str:
+    return _dumps({"type": "typing", "room": room, "user": user_dict(user)})
+
+
+def encode_error(code: ErrorCode, reason: str, ref: str | None = None) -> str:
+    out: dict[str, Any] = {"type": "error", "code": str(code), "reason": reason}
+    if ref is not None:
+        out["ref"] = ref
+    return _dumps(out)
+
+
+def text_line(message: StoredMessage) -> str:
+    """A message as the tutorial's plain-text clients show it."""
+    return f"{message.user.name}: {message.text}"

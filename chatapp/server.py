@@ -1,0 +1,111 @@
+"""Running the server: assemble the parts, listen, and shut down cleanly on a signal.
+
+Shutdown order matters for durability: stop accepting connections, commit
+and acknowledge every queued message, close sockets with 1001, and only then
+release the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import tempfile
+from dataclasses import dataclass
+
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
+from tornado.web import Application
+
+from chatapp.app import make_app
+from chatapp.auth import Authenticator
+from chatapp.broker import LocalBroker
+from chatapp.codes import CloseCode
+from chatapp.config import Settings
+from chatapp.hub import Hub
+from chatapp.metrics import Metrics
+from chatapp.service import ChatService
+from chatapp.store import StoreError
+from chatapp.store.sql import open_store
+
+log = logging.getLogger(__name__)
+
+#: Seconds to wait for clients to answer the close frame at shutdown.
+CLOSE_GRACE_SECONDS = 2.0
+
+
+class StartupError(Exception):
+    """The server cannot start; the message tells the operator why, in one line."""
+
+
+@dataclass(frozen=True, slots=True)
+class Chat:
+    """A running chat backend: the application plus the service that owns its state."""
+
+    app: Application
+    service: ChatService
+    metrics: Metrics
+    database: str
+
+
+async def build(settings: Settings) -> Chat:
+    """Open (and migrate) the database and wire every part together."""
+    if settings.db_url is None:
+        _prepare_data_dir(settings)
+    try:
+        store = await open_store(settings.database_url)
+    except StoreError as exc:
+        raise StartupError(str(exc)) from None
+    hub = Hub()
+    metrics = Metrics()
+    service = ChatService(store, hub, LocalBroker(hub.deliver), metrics)
+    service.start()
+    app = make_app(service, Authenticator(settings.jwt_secret), settings, metrics)
+    return Chat(app=app, service=service, metrics=metrics, database=store.description)
+
+
+def _prepare_data_dir(settings: Settings) -> None:
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=settings.data_dir):
+            pass
+    except OSError as exc:
+        raise StartupError(
+            f"data directory {str(settings.data_dir)!r} is not writable: {exc.strerror}"
+        ) from None
+
+
+async def stop(server: HTTPServer, service: ChatService) -> None:
+    """Graceful shutdown: nothing acknowledged or queued is lost."""
+    server.stop()
+    await service.drain()
+    for conn in list(service.connections):
+        conn.close(CloseCode.GOING_AWAY, "server shutting down")
+    try:
+        await asyncio.wait_for(service.all_closed(), CLOSE_GRACE_SECONDS)
+    except TimeoutError:
+        log.warning("%d clients did not close in time", len(service.connections))
+    await service.close()
+
+
+async def serve(settings: Settings) -> None:
+    """Run until SIGTERM or SIGINT, then stop gracefully."""
+    chat = await build(settings)
+    server = HTTPServer(chat.app)
+    try:
+        sockets = bind_sockets(settings.port, settings.host)
+    except OSError as exc:
+        await chat.service.close()
+        raise StartupError(
+            f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}"
+        ) from None
+    server.add_sockets(sockets)
+    port = sockets[0].getsockname()[1]
+    log.info("chatapp listening on http://%s:%d/ (database %s)", settings.host, port, chat.database)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    await stopping.wait()
+    log.info("shutting down")
+    await stop(server, chat.service)

@@ -1,0 +1,175 @@
+"""The single choke point between the sockets and the rest: validate, store, publish.
+
+Handlers decode frames and call in here; the service checks membership,
+hands messages to the group-commit writer, publishes what was committed
+through the broker, and answers joins and history requests from the store.
+Frames go out through ``Connection.send`` as complete WebSocket frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Protocol
+
+from chatapp import protocol
+from chatapp.broker import Broker, MessageEvent, TypingEvent
+from chatapp.codes import DEFAULT_HISTORY_LIMIT, MAX_REPLAY, ErrorCode
+from chatapp.hub import Hub, Member
+from chatapp.metrics import Metrics
+from chatapp.model import Appended, NewMessage, Page
+from chatapp.protocol import ProtocolError
+from chatapp.store import Store
+from chatapp.writer import BatchWriter, WriteFailed, WriterClosed
+from chatapp.wsframe import text_frame
+
+
+class Connection(Member, Protocol):
+    def close(self, code: int | None = None, reason: str | None = None) -> None: ...
+
+
+class ChatService:
+    def __init__(self, store: Store, hub: Hub, broker: Broker, metrics: Metrics) -> None:
+        self._store = store
+        self._hub = hub
+        self._broker = broker
+        self._metrics = metrics
+        self._writer = BatchWriter(store, self._publish, on_batch=lambda _: metrics.batches.inc())
+        self.connections: set[Connection] = set()
+        self._none_open = asyncio.Event()
+        self._none_open.set()
+        metrics.gauge("chatapp_connections", "Open WebSocket connections", self._count_open)
+
+    def _count_open(self) -> float:
+        return len(self.connections)
+
+    def start(self) -> None:
+        self._writer.start()
+
+    async def drain(self) -> None:
+        """Refuse new messages; commit, deliver and acknowledge everything queued."""
+        await self._writer.close()
+
+    async def close(self) -> None:
+        """Release the broker and the store (after ``drain``)."""
+        await self._writer.close()
+        await self._broker.close()
+        await self._store.close()
+
+    async def check(self) -> None:
+        """Raise ``StoreError`` unless the database answers."""
+        await self._store.ping()
+
+    async def all_closed(self) -> None:
+        """Return once no connection is open."""
+        await self._none_open.wait()
+
+    # --- connections and rooms -------------------------------------------
+
+    def connect(self, conn: Connection) -> None:
+        self.connections.add(conn)
+        self._none_open.clear()
+
+    async def disconnect(self, conn: Connection) -> None:
+        self.connections.discard(conn)
+        if not self.connections:
+            self._none_open.set()
+        for room in self._hub.rooms_of(conn):
+            await self.leave(conn, room)
+
+    async def join(
+        self, conn: Connection, room: str, since: int | None = None, limit: int | None = None
+    ) -> None:
+        """Send the room's history to ``conn``, then live traffic, with no gap or duplicate.
+
+        Without ``since``: the newest page. With it: every message after
+        ``since`` (up to MAX_REPLAY, in pages), or the newest page with
+        ``has_more`` when more were missed than that.
+        """
+        page_size = protocol.clamp_limit(limit, DEFAULT_HISTORY_LIMIT)
+        self._hub.begin_join(conn, room)
+        await self._broker.subscribe(room)
+        replay = await self._replay(room, since, page_size) if since is not None else None
+        if replay is None:
+            newest = await self._store.latest(room, page_size)
+            replay = [newest], newest.messages[-1].seq if newest.messages else 0
+        pages, floor = replay
+        if not self._hub.is_member(conn, room):
+            return  # left or disconnected while the history was read
+        conn.send(self._history_frames(conn, room, pages))
+        self._hub.finish_join(conn, room, floor)
+
+    async def _replay(self, room: str, since: int, page_size: int) -> tuple[list[Page], int] | None:
+        """The pages after ``since`` and the last seq they cover.
+
+        None when the newest page should be sent instead: more than MAX_REPLAY
+        were missed, or ``since`` lies beyond the room's newest message.
+        """
+        missed = await self._store.after(room, since, MAX_REPLAY + 1)
+        if len(missed) > MAX_REPLAY:
+            return None
+        if missed:
+            pages = [
+                Page(missed[i : i + page_size], has_more=False)
+                for i in range(0, len(missed), page_size)
+            ]
+            return pages, missed[-1].seq
+        newest = await self._store.latest(room, 1)
+        if (newest.messages[-1].seq if newest.messages else 0) < since:
+            return None
+        return [Page([], has_more=False)], since
+
+    def _history_frames(self, conn: Connection, room: str, pages: Sequence[Page]) -> bytes:
+        if conn.text_mode:
+            return b"".join(
+                text_frame(protocol.text_line(m)) for page in pages for m in page.messages
+            )
+        return b"".join(
+            text_frame(protocol.encode_history(room, page.messages, page.has_more))
+            for page in pages
+        )
+
+    async def leave(self, conn: Connection, room: str) -> None:
+        if self._hub.leave(conn, room):
+            await self._broker.unsubscribe(room)
+
+    # --- messages ------------------------------------------------------------
+
+    async def post(self, conn: Connection, room: str, text: str, client_id: str | None) -> Appended:
+        """Store a message and broadcast it; returns once it is durable."""
+        self._require_member(conn, room, client_id)
+        message = NewMessage(
+            room=room, user=conn.user, text=text, client_id=client_id, created_at=datetime.now(UTC)
+        )
+        self._metrics.received.inc()
+        try:
+            result = await self._writer.submit(message, conn.id)
+        except (WriteFailed, WriterClosed) as exc:
+            raise ProtocolError(ErrorCode.UNAVAILABLE, str(exc), client_id) from None
+        if result.duplicate:
+            self._metrics.duplicates.inc()
+        return result
+
+    async def typing(self, conn: Connection, room: str) -> None:
+        self._require_member(conn, room)
+        await self._broker.publish([TypingEvent(room, conn.user, conn.id)])
+
+    async def page(self, room: str, before: int | None, limit: int | None) -> Page:
+        """One page of scrollback: the newest messages, or those before ``before``."""
+        size = protocol.clamp_limit(limit, DEFAULT_HISTORY_LIMIT)
+        if before is None:
+            return await self._store.latest(room, size)
+        return await self._store.before(room, before, size)
+
+    async def history(self, conn: Connection, room: str, before: int, limit: int | None) -> None:
+        page = await self.page(room, before, limit)
+        conn.send(self._history_frames(conn, room, [page]))
+
+    def _require_member(self, conn: Connection, room: str, ref: str | None = None) -> None:
+        if not self._hub.is_member(conn, room):
+            raise ProtocolError(ErrorCode.NOT_JOINED, f"join room {room!r} first", ref)
+
+    async def _publish(self, events: Sequence[MessageEvent]) -> None:
+        self._metrics.stored.inc(len(events))
+        await self._broker.publish(events)

@@ -1,0 +1,33 @@
+"""Bring a database to the newest schema with Alembic, from inside the running loop.
+
+The server calls ``upgrade`` at start-up, so a new or older database just
+works. Alembic's async ``env.py`` would call ``asyncio.run``, which cannot
+nest; instead the connection is handed over in ``config.attributes``.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import as_file, files
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+
+def _config(connection: Connection) -> Config:
+    config = Config()
+    with as_file(files("chatapp.migrations")) as path:
+        config.set_main_option("script_location", str(path))
+    config.attributes["connection"] = connection
+    return config
+
+
+def _upgrade(connection: Connection) -> None:
+    command.upgrade(_config(connection), "head")
+
+
+async def upgrade(engine: AsyncEngine) -> None:
+    """Apply every pending migration in one transaction."""
+    async with engine.begin() as connection:
+        await connection.run_sync(_upgrade)

@@ -1,0 +1,240 @@
+"""The SQLAlchemy implementation of ``Store``: SQLite (aiosqlite) or PostgreSQL (asyncpg).
+
+One ``AsyncSession`` per unit of work. Appends take a batch so that the
+writer can commit many messages with one transaction (group commit).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Row, event, insert, select, text, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from chatapp.model import Appended, NewMessage, Page, StoredMessage, User
+from chatapp.store import StoreError, migrate
+from chatapp.store.schema import MessageRow, RoomRow
+
+_MESSAGE_COLUMNS = (
+    MessageRow.id,
+    MessageRow.room,
+    MessageRow.seq,
+    MessageRow.user_id,
+    MessageRow.user_name,
+    MessageRow.text,
+    MessageRow.created_at,
+    MessageRow.client_id,
+)
+
+
+def _message(row: Row[Any] | Any) -> StoredMessage:
+    created = row.created_at
+    if created.tzinfo is None:  # SQLite keeps no offset; every stored time is UTC
+        created = created.replace(tzinfo=UTC)
+    return StoredMessage(
+        id=row.id,
+        room=row.room,
+        seq=row.seq,
+        user=User(id=row.user_id, name=row.user_name),
+        text=row.text,
+        created_at=created,
+        client_id=row.client_id,
+    )
+
+
+def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers run beside the writer; FULL syncs every commit, so an
+    # acknowledged message survives even a power loss (group commit pays for it).
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def create_engine(url: str) -> AsyncEngine:
+    """An async engine for ``url``; ``StoreError`` with a readable reason if it cannot be."""
+    try:
+        parsed = make_url(url)
+        engine = create_async_engine(parsed, pool_pre_ping=parsed.get_backend_name() != "sqlite")
+    except (ArgumentError, NoSuchModuleError, ValueError) as exc:
+        raise StoreError(f"bad database URL {url!r}: {exc}") from None
+    except ImportError as exc:
+        raise StoreError(
+            f"the driver for {parsed.drivername} is not installed ({exc.name})"
+        ) from None
+    except SQLAlchemyError as exc:  # e.g. a sync driver where an async one is needed
+        raise StoreError(f"cannot use database URL {url!r}: {exc}") from None
+    if engine.dialect.name == "sqlite":
+        event.listen(engine.sync_engine, "connect", _set_sqlite_pragmas)
+    return engine
+
+
+async def open_store(url: str) -> SqlStore:
+    """Connect, bring the schema up to date, and return a ready store."""
+    engine = create_engine(url)
+    try:
+        await migrate.upgrade(engine)
+    except (SQLAlchemyError, OSError) as exc:
+        await engine.dispose()
+        raise StoreError(f"cannot open database {engine.url!r}: {exc}") from None
+    return SqlStore(engine)
+
+
+class SqlStore:
+    """``Store`` over any SQLAlchemy async engine whose dialect supports RETURNING."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._known_rooms: set[str] = set()
+        dialect = engine.dialect.name
+        self._insert_room = pg_insert if dialect == "postgresql" else sqlite_insert
+
+    @property
+    def description(self) -> str:
+        """The database URL without its password, for logs."""
+        return self._engine.url.render_as_string(hide_password=True)
+
+    async def append(self, batch: Sequence[NewMessage]) -> list[Appended]:
+        async with self._sessions.begin() as session:
+            originals = await self._originals(session, batch)
+            taken = set(originals)
+            fresh: list[NewMessage] = []
+            for message in batch:
+                key = (message.user.id, message.client_id)
+                if message.client_id is None or key not in taken:
+                    taken.add(key)
+                    fresh.append(message)
+            stored = iter(await self._insert(session, fresh))
+        self._known_rooms.update(m.room for m in fresh)  # only once committed
+        # Replay the same decisions, now that the fresh ones have ids and seqs.
+        results: list[Appended] = []
+        for message in batch:
+            key = (message.user.id, message.client_id)
+            if message.client_id is not None and key in originals:
+                results.append(Appended(originals[key], duplicate=True))
+                continue
+            appended = next(stored)
+            results.append(Appended(appended, duplicate=False))
+            if message.client_id is not None:
+                originals[key] = appended
+        return results
+
+    async def _originals(
+        self, session: AsyncSession, batch: Sequence[NewMessage]
+    ) -> dict[tuple[str, str | None], StoredMessage]:
+        keys = {(m.user.id, m.client_id) for m in batch if m.client_id is not None}
+        if not keys:
+            return {}
+        rows = await session.execute(
+            select(*_MESSAGE_COLUMNS).where(
+                tuple_(MessageRow.user_id, MessageRow.client_id).in_(keys)
+            )
+        )
+        return {(row.user_id, row.client_id): _message(row) for row in rows}
+
+    async def _insert(self, session: AsyncSession, fresh: list[NewMessage]) -> list[StoredMessage]:
+        if not fresh:
+            return []
+        counts = Counter(m.room for m in fresh)
+        next_seq: dict[str, int] = {}
+        for room, count in counts.items():
+            await self._ensure_room(session, room)
+            last = await session.scalar(
+                update(RoomRow)
+                .where(RoomRow.name == room)
+                .values(last_seq=RoomRow.last_seq + count)
+                .returning(RoomRow.last_seq)
+            )
+            assert last is not None
+            next_seq[room] = last - count + 1
+        seqs: list[int] = []
+        for message in fresh:
+            seqs.append(next_seq[message.room])
+            next_seq[message.room] += 1
+        rows = [
+            {
+                "room": message.room,
+                "seq": seq,
+                "user_id": message.user.id,
+                "user_name": message.user.name,
+                "text": message.text,
+                "created_at": message.created_at,
+                "client_id": message.client_id,
+            }
+            for message, seq in zip(fresh, seqs, strict=True)
+        ]
+        ids = await session.scalars(
+            insert(MessageRow).returning(MessageRow.id, sort_by_parameter_order=True), rows
+        )
+        return [
+            StoredMessage(
+                id=message_id,
+                room=message.room,
+                seq=seq,
+                user=message.user,
+                text=message.text,
+                created_at=message.created_at,
+                client_id=message.client_id,
+            )
+            for message_id, seq, message in zip(ids, seqs, fresh, strict=True)
+        ]
+
+    async def _ensure_room(self, session: AsyncSession, room: str) -> None:
+        if room in self._known_rooms:
+            return
+        await session.execute(
+            self._insert_room(RoomRow)
+            .values(name=room, last_seq=0, created_at=datetime.now(UTC))
+            .on_conflict_do_nothing(index_elements=[RoomRow.name])
+        )
+
+    async def latest(self, room: str, limit: int) -> Page:
+        return await self._page(room, None, limit)
+
+    async def before(self, room: str, before: int, limit: int) -> Page:
+        return await self._page(room, before, limit)
+
+    async def _page(self, room: str, before: int | None, limit: int) -> Page:
+        query = select(*_MESSAGE_COLUMNS).where(MessageRow.room == room)
+        if before is not None:
+            query = query.where(MessageRow.seq < before)
+        query = query.order_by(MessageRow.seq.desc()).limit(limit + 1)
+        async with self._sessions() as session:
+            rows = (await session.execute(query)).all()
+        newest_first = [_message(r) for r in rows[:limit]]
+        return Page(messages=newest_first[::-1], has_more=len(rows) > limit)
+
+    async def after(self, room: str, since: int, limit: int) -> list[StoredMessage]:
+        query = (
+            select(*_MESSAGE_COLUMNS)
+            .where(MessageRow.room == room, MessageRow.seq > since)
+            .order_by(MessageRow.seq)
+            .limit(limit)
+        )
+        async with self._sessions() as session:
+            return [_message(r) for r in (await session.execute(query)).all()]
+
+    async def ping(self) -> None:
+        try:
+            async with self._sessions() as session:
+                await session.execute(text("SELECT 1"))
+        except (SQLAlchemyError, OSError) as exc:
+            raise StoreError(f"database did not answer: {exc}") from None
+
+    async def close(self) -> None:
+        await self._engine.dispose()

@@ -1,0 +1,117 @@
+"""The single writer: group commit of incoming messages.
+
+Every message goes through ``BatchWriter.submit``. One loop drains whatever
+has queued up while the previous commit was in flight and stores it as one
+batch, so under load many messages share one transaction (and one fsync),
+while a lone message is committed at once: no timer adds latency. After each
+commit ``on_commit`` receives the new messages (with the connection each came
+from) in commit order, before any submitter hears back, so the broadcast
+always precedes the ``ack``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from chatapp.broker import MessageEvent
+from chatapp.model import Appended, NewMessage
+from chatapp.store import Store
+
+log = logging.getLogger(__name__)
+
+#: Most messages committed in one transaction.
+MAX_BATCH = 512
+
+
+class WriteFailed(Exception):
+    """The store failed; the message was not stored and may be sent again."""
+
+
+class WriterClosed(Exception):
+    """The writer was shut down before the message could be queued."""
+
+
+@dataclass(slots=True)
+class _Pending:
+    message: NewMessage
+    origin: str
+    done: asyncio.Future[Appended]
+
+
+class BatchWriter:
+    def __init__(
+        self,
+        store: Store,
+        on_commit: Callable[[Sequence[MessageEvent]], Awaitable[None]],
+        on_batch: Callable[[int], None] = lambda size: None,
+    ) -> None:
+        self._store = store
+        self._on_commit = on_commit
+        self._on_batch = on_batch
+        self._queue: list[_Pending] = []
+        self._wakeup = asyncio.Event()
+        self._closed = False
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="chatapp-writer")
+
+    async def submit(self, message: NewMessage, origin: str) -> Appended:
+        """Queue a message from connection ``origin``; wait for its commit.
+
+        Raises ``WriteFailed`` if it could not be stored.
+        """
+        if self._closed:
+            raise WriterClosed("the server is shutting down")
+        done: asyncio.Future[Appended] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Pending(message, origin, done))
+        self._wakeup.set()
+        return await done
+
+    async def close(self) -> None:
+        """Refuse new messages, commit everything already queued, then stop."""
+        self._closed = True
+        self._wakeup.set()
+        if self._task is not None:
+            await self._task
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._queue:
+                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                await self._commit(batch)
+            if self._closed:
+                return
+
+    async def _commit(self, batch: list[_Pending]) -> None:
+        try:
+            results = await self._store.append([p.message for p in batch])
+        except Exception:
+            if len(batch) > 1:
+                # One bad message must not sink the others: retry them one by one.
+                for pending in batch:
+                    await self._commit([pending])
+                return
+            log.exception("storing a message failed")
+            if not batch[0].done.done():
+                batch[0].done.set_exception(WriteFailed("the message could not be stored"))
+            return
+        self._on_batch(len(batch))
+        fresh = [
+            MessageEvent(r.message, p.origin)
+            for p, r in zip(batch, results, strict=True)
+            if not r.duplicate
+        ]
+        if fresh:
+            try:
+                await self._on_commit(fresh)
+            except Exception:
+                log.exception("publishing committed messages failed")
+        for pending, result in zip(batch, results, strict=True):
+            if not pending.done.done():  # the submitter may have been cancelled
+                pending.done.set_result(result)

@@ -1,0 +1,1 @@
+"""The browser client; installed as ``chatapp.static`` (see pyproject.toml)."""
