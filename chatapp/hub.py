@@ -26,7 +26,9 @@ from chatapp.wsframe import text_frame
 #: Presence changes are coalesced: one ``presence`` frame at most per this delay,
 #: plus a little per member, so a thousand joins cost a few frames, not a million.
 PRESENCE_DELAY = 0.05
-PRESENCE_DELAY_PER_MEMBER = 0.001
+PRESENCE_DELAY_PER_MEMBER = 0.002
+#: A ``presence`` frame lists at most this many users; ``count`` always gives the total.
+PRESENCE_MAX_USERS = 100
 
 
 class Member(Protocol):
@@ -212,7 +214,10 @@ class Hub:
 
     def _send_presence(self, state: _Room) -> None:
         state.presence_timer = None
-        frame = text_frame(protocol.encode_presence(state.name, self.presence(state.name)))
+        users = self.presence(state.name)
+        frame = text_frame(
+            protocol.encode_presence(state.name, users[:PRESENCE_MAX_USERS], len(users))
+        )
         for member in state.present():
             if not member.text_mode:
                 member.send(frame)

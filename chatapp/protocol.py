@@ -249,8 +249,11 @@ def encode_ack(message: StoredMessage) -> str:
     )
 
 
-def encode_presence(room: str, users: Iterable[User]) -> str:
-    return _dumps({"type": "presence", "room": room, "users": [user_dict(u) for u in users]})
+def encode_presence(room: str, users: Iterable[User], count: int) -> str:
+    """``users`` may be a sample of a large room; ``count`` is how many are present."""
+    return _dumps(
+        {"type": "presence", "room": room, "users": [user_dict(u) for u in users], "count": count}
+    )
 
 
 def encode_typing(room: str, user: User) -> str:
