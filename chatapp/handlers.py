@@ -171,9 +171,10 @@ class _Socket(_Base, WebSocketHandler):
 
     def send(self, frames: bytes) -> None:
         """Queue frames; a client whose backlog passes the bound is disconnected."""
-        stream = self.ws_connection.stream if self.ws_connection else None
-        if stream is None or self._closing or not frames:
+        protocol = self.ws_connection
+        if protocol is None or self._closing or not frames or protocol.is_closing():
             return
+        stream = protocol.stream
         try:
             if type(stream) is IOStream and not stream.writing():
                 # Nothing queued: hand the bytes to the kernel now. Skips the

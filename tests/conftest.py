@@ -1,0 +1,180 @@
+"""Shared fixtures: a real chat server on a real port, and a small WebSocket client.
+
+``chat_factory`` builds the server from ``Settings`` (as ``python -m chatapp``
+does), ``app`` hands it to pytest-tornasync, which serves it on
+``http_server_port``; ``ws_url`` / ``http_url`` point at it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tornado.httpclient import HTTPRequest
+from tornado.ioloop import IOLoop
+from tornado.web import Application
+from tornado.websocket import WebSocketClientConnection, websocket_connect
+
+from chatapp.config import Settings
+from chatapp.server import Chat, build
+
+#: Seconds a test waits for a frame it expects.
+RECV_TIMEOUT = 5.0
+#: Every client connection a test opened, closed after the test.
+_opened: list[WebSocketClientConnection] = []
+
+
+@pytest.fixture
+def io_loop() -> Iterator[IOLoop]:
+    """A fresh loop per test that is closed afterwards (the plugin's leaks one)."""
+    loop = IOLoop(make_current=False)
+    asyncio.set_event_loop(loop.asyncio_loop)  # type: ignore[attr-defined]
+    yield loop
+    loop.close(all_fds=True)
+    asyncio.set_event_loop(None)
+
+
+@pytest.fixture(autouse=True)
+def close_clients(io_loop: IOLoop) -> Iterator[None]:
+    yield
+    while _opened:
+        _opened.pop().close()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Defaults as shipped, but in a temporary data dir and without the rate limit."""
+    return Settings(data_dir=tmp_path / "data", rate_limit=0)
+
+
+@pytest.fixture
+def chat_factory(io_loop: IOLoop) -> Iterator[Callable[[Settings], Chat]]:
+    built: list[Chat] = []
+
+    def make(settings: Settings) -> Chat:
+        chat = io_loop.run_sync(lambda: build(settings))
+        built.append(chat)
+        return chat
+
+    yield make
+    for chat in built:
+        io_loop.run_sync(chat.service.close)
+
+
+@pytest.fixture
+def chat(chat_factory: Callable[[Settings], Chat], settings: Settings) -> Chat:
+    return chat_factory(settings)
+
+
+@pytest.fixture
+def app(chat: Chat) -> Application:
+    return chat.app
+
+
+@pytest.fixture
+def port(http_server: Any, http_server_port: tuple[Any, int]) -> int:
+    return http_server_port[1]
+
+
+@pytest.fixture
+def ws_url(port: int) -> str:
+    return f"ws://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def http_url(port: int) -> str:
+    return f"http://127.0.0.1:{port}"
+
+
+class Client:
+    """A JSON (or plain-text) WebSocket client with helpers that wait for frames."""
+
+    def __init__(self, conn: WebSocketClientConnection) -> None:
+        self.conn = conn
+
+    async def send(self, frame: dict[str, Any] | str | bytes) -> None:
+        data = json.dumps(frame) if isinstance(frame, dict) else frame
+        await self.conn.write_message(data, binary=isinstance(data, bytes))
+
+    async def raw(self, timeout: float = RECV_TIMEOUT) -> str | bytes | None:
+        """The next frame as sent, or None once the server has closed the connection."""
+        return await asyncio.wait_for(self.conn.read_message(), timeout)
+
+    async def recv(self, timeout: float = RECV_TIMEOUT) -> dict[str, Any]:
+        raw = await self.raw(timeout)
+        assert raw is not None, (
+            f"connection closed: {self.conn.close_code} {self.conn.close_reason}"
+        )
+        frame: dict[str, Any] = json.loads(raw)
+        return frame
+
+    async def expect(self, kind: str, timeout: float = RECV_TIMEOUT) -> dict[str, Any]:
+        """The next frame of type ``kind``, skipping presence and typing notices."""
+        while True:
+            frame = await self.recv(timeout)
+            if frame["type"] == kind:
+                return frame
+            assert frame["type"] in {"presence", "typing"}, f"expected {kind}, got {frame}"
+
+    async def expect_ack(self, timeout: float = RECV_TIMEOUT) -> dict[str, Any]:
+        """The next ``ack``, skipping echoes of messages and notices."""
+        while True:
+            frame = await self.recv(timeout)
+            if frame["type"] == "ack":
+                return frame
+            assert frame["type"] in {"presence", "typing", "message"}, f"expected ack: {frame}"
+
+    async def silent(self, seconds: float = 0.3, ignore: tuple[str, ...] = ("presence",)) -> None:
+        """Assert that nothing but ``ignore`` arrives for ``seconds``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while (left := deadline - loop.time()) > 0:
+            try:
+                raw = await asyncio.wait_for(self.conn.read_message(), left)
+            except TimeoutError:
+                return
+            assert raw is not None, "connection closed"
+            frame = json.loads(raw)
+            assert frame["type"] in ignore, f"unexpected frame {frame}"
+
+    async def closed(self, timeout: float = RECV_TIMEOUT) -> tuple[int | None, str | None]:
+        """Read until the server closes; the close code and reason."""
+        while await self.raw(timeout) is not None:
+            pass
+        return self.conn.close_code, self.conn.close_reason
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+async def open_client(
+    url: str, headers: dict[str, str] | None = None, **kwargs: Any
+) -> WebSocketClientConnection:
+    conn = await websocket_connect(HTTPRequest(url, headers=headers or {}), **kwargs)
+    _opened.append(conn)
+    return conn
+
+
+async def connect_json(
+    ws_url: str, query: str = "", headers: dict[str, str] | None = None
+) -> tuple[Client, dict[str, Any], dict[str, Any]]:
+    """Connect to ``/ws``; returns the client, its ``hello`` and its first ``history``."""
+    client = Client(await open_client(f"{ws_url}/ws{query}", headers))
+    hello = await client.expect("hello")
+    history = await client.expect("history")
+    return client, hello, history
+
+
+async def post(
+    client: Client, text: str, room: str = "general", client_id: str | None = None
+) -> dict[str, Any]:
+    """Send a message and wait for its ack (skipping the echo and other frames)."""
+    frame: dict[str, Any] = {"type": "message", "room": room, "text": text}
+    if client_id is not None:
+        frame["client_id"] = client_id
+    await client.send(frame)
+    return await client.expect_ack()

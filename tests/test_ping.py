@@ -1,0 +1,21 @@
+"""Dead peers are reaped by WebSocket pings."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from rawws import RawClient
+
+
+@pytest.fixture
+def settings(settings):
+    return dataclasses.replace(settings, ping_interval=0.3)
+
+
+async def test_a_peer_that_never_answers_pings_is_dropped(port, chat):
+    """WebSocket pings reap a connection whose peer has gone silent."""
+    silent = await RawClient.connect(port)
+    code, _ = await silent.until_close()
+    assert code is not None  # the server gave up on it and said so
+    silent.close()
