@@ -75,14 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--db",
         metavar="URL",
-        default=None,
+        default=argparse.SUPPRESS,
         help="SQLAlchemy async database URL, e.g. sqlite+aiosqlite:///path/chat.db or "
         "postgresql+asyncpg://user@host/db (default: chat.db in --data-dir)",
     )
     parser.add_argument(
         "--jwt-secret",
         metavar="SECRET",
-        default=os.environ.get(JWT_SECRET_ENV) or None,
+        default=argparse.SUPPRESS,  # never echo a secret in --help
         help=f"HS256 key: require a valid token on every connection (or set {JWT_SECRET_ENV}); "
         "without one, clients join as guests with generated names",
     )
@@ -122,8 +122,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         host=args.host,
         port=args.port,
         data_dir=args.data_dir,
-        db_url=args.db,
-        jwt_secret=args.jwt_secret,
+        db_url=getattr(args, "db", None),
+        jwt_secret=getattr(args, "jwt_secret", None) or os.environ.get(JWT_SECRET_ENV) or None,
         rate_limit=args.rate_limit,
         max_client_backlog=args.max_client_backlog,
         ping_interval=args.ping_interval,
