@@ -10,19 +10,20 @@ from tornado.httputil import HTTPServerRequest
 from tornado.routing import PathMatches, Rule
 from tornado.web import Application, RequestHandler, StaticFileHandler
 
-from chatapp.auth import Authenticator
-from chatapp.codes import MAX_FRAME_BYTES
-from chatapp.config import Settings
-from chatapp.handlers import (
-    ChatSocket,
+from chatapp.api import (
+    AuthOptionsHandler,
+    GuestHandler,
     HealthHandler,
     MessagesHandler,
     MetricsHandler,
-    TextSocket,
-    log_request,
 )
+from chatapp.auth import Authenticator
+from chatapp.codes import MAX_FRAME_BYTES
+from chatapp.config import Settings
 from chatapp.metrics import Metrics
 from chatapp.service import ChatService
+from chatapp.sockets import ChatSocket, TextSocket
+from chatapp.web import log_request
 
 
 class _WebSocketUpgrade(PathMatches):
@@ -62,6 +63,8 @@ def make_app(
             (r"/", PageHandler, {"page": (Path(static) / "index.html").read_bytes()}),
             (r"/ws", ChatSocket, socket_deps),
             (r"/api/rooms/([^/]+)/messages", MessagesHandler, {"service": service, "auth": auth}),
+            (r"/api/guest", GuestHandler, {"auth": auth}),
+            (r"/api/auth", AuthOptionsHandler, {"auth": auth}),
             (r"/healthz", HealthHandler, {"service": service}),
             (r"/metrics", MetricsHandler, {"metrics": metrics}),
         ],

@@ -20,6 +20,8 @@ from chatapp.codes import DEFAULT_MAX_CLIENT_BACKLOG
 from chatapp.config import (
     DEFAULT_DATA_DIR,
     DEFAULT_HOST,
+    DEFAULT_MAX_PER_ADDRESS,
+    DEFAULT_MAX_PER_USER,
     DEFAULT_PING_INTERVAL,
     DEFAULT_PORT,
     DEFAULT_RATE_LIMIT,
@@ -29,6 +31,13 @@ from chatapp.server import StartupError, serve
 
 EXIT_STARTUP_FAILED = 1
 JWT_SECRET_ENV = "CHATAPP_JWT_SECRET"  # noqa: S105 (a variable name, not a secret)
+
+
+def commands() -> dict[str, Callable[[list[str]], int]]:
+    """The tools besides the server, by name (imported on use: the server needs none)."""
+    from chatapp.commands import token
+
+    return {"token": token.main}
 
 
 def _port(value: str) -> int:
@@ -54,11 +63,29 @@ def _non_negative(kind: type[int] | type[float]) -> Callable[[str], int | float]
     return parse
 
 
+def add_token_options(parser: argparse.ArgumentParser) -> None:
+    """Options the server and the ``token`` command share."""
+    parser.add_argument(
+        "--jwt-secret",
+        metavar="SECRET",
+        default=argparse.SUPPRESS,  # never echo a secret in --help
+        help=f"HS256 key of at least 32 bytes (better: set {JWT_SECRET_ENV}, since command "
+        "lines are visible to other local users); with a key, tokens are required",
+    )
+    parser.add_argument("--jwt-issuer", metavar="ISS", default=None, help="required 'iss' claim")
+    parser.add_argument("--jwt-audience", metavar="AUD", default=None, help="required 'aud' claim")
+
+
+def jwt_secret(args: argparse.Namespace) -> str | None:
+    return getattr(args, "jwt_secret", None) or os.environ.get(JWT_SECRET_ENV) or None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m chatapp",
         description="Run the chatapp server: browser chat at /, JSON WebSocket at /ws, "
-        "plain-text WebSocket at /, scrollback at /api/rooms/ROOM/messages.",
+        "plain-text WebSocket at /, scrollback at /api/rooms/ROOM/messages. "
+        "Tools: `python -m chatapp token --help` mints tokens for bots and scripts.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"chatapp {__version__}")
@@ -79,12 +106,58 @@ def build_parser() -> argparse.ArgumentParser:
         help="SQLAlchemy async database URL, e.g. sqlite+aiosqlite:///path/chat.db or "
         "postgresql+asyncpg://user@host/db (default: chat.db in --data-dir)",
     )
+    add_token_options(parser)
     parser.add_argument(
-        "--jwt-secret",
-        metavar="SECRET",
-        default=argparse.SUPPRESS,  # never echo a secret in --help
-        help=f"HS256 key: require a valid token on every connection (or set {JWT_SECRET_ENV}); "
-        "without one, clients join as guests with generated names",
+        "--jwt-public-key",
+        metavar="FILE",
+        type=Path,
+        default=None,
+        help="PEM file of an RSA or EC public key: verify RS256/ES256 tokens minted by your "
+        "identity service (instead of --jwt-secret)",
+    )
+    guests = parser.add_mutually_exclusive_group()
+    guests.add_argument(
+        "--allow-guests",
+        dest="allow_guests",
+        action="store_true",
+        default=None,
+        help="let clients without a token in as guests (the default when no key is configured)",
+    )
+    guests.add_argument(
+        "--no-guests",
+        dest="allow_guests",
+        action="store_false",
+        help="refuse clients without a valid token (the default when a key is configured)",
+    )
+    parser.add_argument(
+        "--allowed-origins",
+        metavar="ORIGIN",
+        nargs="+",
+        action="extend",
+        default=[],
+        help="extra page origins (e.g. https://chat.example.com) allowed to open WebSockets; "
+        "same-origin pages always are. 'null' admits pages opened from disk, and also "
+        "sandboxed frames of any site: only for trusted local use",
+    )
+    parser.add_argument(
+        "--trusted-proxy",
+        action="store_true",
+        help="behind a reverse proxy that sets X-Forwarded-For/-Proto/-Host: trust them "
+        "(never enable when clients can reach the server directly)",
+    )
+    parser.add_argument(
+        "--max-connections-per-user",
+        type=_non_negative(int),
+        default=DEFAULT_MAX_PER_USER,
+        metavar="N",
+        help="open connections one user may have; 0 for no cap",
+    )
+    parser.add_argument(
+        "--max-connections-per-address",
+        type=_non_negative(int),
+        default=DEFAULT_MAX_PER_ADDRESS,
+        metavar="N",
+        help="open connections from one IP address (loopback exempt); 0 for no cap",
     )
     parser.add_argument(
         "--rate-limit",
@@ -123,7 +196,15 @@ def settings_from(args: argparse.Namespace) -> Settings:
         port=args.port,
         data_dir=args.data_dir,
         db_url=getattr(args, "db", None),
-        jwt_secret=getattr(args, "jwt_secret", None) or os.environ.get(JWT_SECRET_ENV) or None,
+        jwt_secret=jwt_secret(args),
+        jwt_public_key=args.jwt_public_key,
+        jwt_issuer=args.jwt_issuer,
+        jwt_audience=args.jwt_audience,
+        allow_guests=args.allow_guests,
+        allowed_origins=tuple(args.allowed_origins),
+        trusted_proxy=args.trusted_proxy,
+        max_connections_per_user=args.max_connections_per_user,
+        max_connections_per_address=args.max_connections_per_address,
         rate_limit=args.rate_limit,
         max_client_backlog=args.max_client_backlog,
         ping_interval=args.ping_interval,
@@ -131,11 +212,16 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m chatapp [OPTIONS]`` serves; ``python -m chatapp COMMAND ...`` runs a tool."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in commands():
+        return commands()[argv[0]](argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per step is noise
     try:
         asyncio.run(serve(settings_from(args)))
     except StartupError as exc:

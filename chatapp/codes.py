@@ -20,6 +20,7 @@ class ErrorCode(StrEnum):
     EMPTY_TEXT = "empty_text"  # a message with no visible text
     TOO_LONG = "too_long"  # a message over MAX_TEXT_CHARS
     NOT_JOINED = "not_joined"  # posting or typing in a room not joined
+    FORBIDDEN = "forbidden"  # the token's ``rooms`` claim does not cover the room
     RATE_LIMITED = "rate_limited"  # over the per-connection rate; the frame was dropped
     UNAVAILABLE = "unavailable"  # storage failed; the message was not stored, retry
 
@@ -31,6 +32,7 @@ class CloseCode(IntEnum):
     POLICY_VIOLATION = 1008  # kept flooding after rate-limit errors
     MESSAGE_TOO_BIG = 1009  # a frame over MAX_FRAME_BYTES (sent by Tornado itself)
     INTERNAL_ERROR = 1011  # unexpected server fault
+    TOKEN_EXPIRED = 4001  # the token's ``exp`` passed; get a new token and resume with since
     SLOW_CONSUMER = 4003  # the client read too slowly; its backlog passed the bound
 
 

@@ -18,8 +18,9 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 from tornado.web import Application
 
+from chatapp import credentials
 from chatapp.app import make_app
-from chatapp.auth import Authenticator
+from chatapp.auth import KeyConfigError
 from chatapp.broker import LocalBroker
 from chatapp.codes import CloseCode
 from chatapp.config import Settings
@@ -51,17 +52,27 @@ class Chat:
 
 async def build(settings: Settings) -> Chat:
     """Open (and migrate) the database and wire every part together."""
-    if settings.db_url is None:
-        _prepare_data_dir(settings)
+    _prepare_data_dir(settings)
+    try:
+        auth = credentials.authenticator(settings)
+    except (KeyConfigError, OSError) as exc:
+        raise StartupError(str(exc)) from None
     try:
         store = await open_store(settings.database_url)
     except StoreError as exc:
         raise StartupError(str(exc)) from None
     hub = Hub()
     metrics = Metrics()
-    service = ChatService(store, hub, LocalBroker(hub.deliver), metrics)
+    service = ChatService(
+        store,
+        hub,
+        LocalBroker(hub.deliver),
+        metrics,
+        max_per_user=settings.max_connections_per_user,
+        max_per_address=settings.max_connections_per_address,
+    )
     service.start()
-    app = make_app(service, Authenticator(settings.jwt_secret), settings, metrics)
+    app = make_app(service, auth, settings, metrics)
     return Chat(app=app, service=service, metrics=metrics, database=store.description)
 
 
@@ -91,15 +102,19 @@ async def stop(server: HTTPServer, service: ChatService) -> None:
 
 async def serve(settings: Settings) -> None:
     """Run until SIGTERM or SIGINT, then stop gracefully."""
-    chat = await build(settings)
-    server = HTTPServer(chat.app)
-    try:
+    try:  # bind first: a taken port should fail before the database is touched
         sockets = bind_sockets(settings.port, settings.host)
     except OSError as exc:
-        await chat.service.close()
         raise StartupError(
             f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}"
         ) from None
+    try:
+        chat = await build(settings)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    server = HTTPServer(chat.app, xheaders=settings.trusted_proxy)
     server.add_sockets(sockets)
     # Everything built so far lives as long as the process: keep it out of the
     # collector's full passes, which otherwise stall every broadcast for tens of ms.

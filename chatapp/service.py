@@ -9,11 +9,13 @@ Frames go out through ``Connection.send`` as complete WebSocket frames.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
 from chatapp import protocol
+from chatapp.auth import Identity
 from chatapp.broker import Broker, MessageEvent, TypingEvent
 from chatapp.codes import DEFAULT_HISTORY_LIMIT, MAX_REPLAY, ErrorCode
 from chatapp.hub import Hub, Member
@@ -26,17 +28,34 @@ from chatapp.wsframe import text_frame
 
 
 class Connection(Member, Protocol):
+    @property
+    def identity(self) -> Identity: ...
+
     def close(self, code: int | None = None, reason: str | None = None) -> None: ...
 
 
 class ChatService:
-    def __init__(self, store: Store, hub: Hub, broker: Broker, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        store: Store,
+        hub: Hub,
+        broker: Broker,
+        metrics: Metrics,
+        *,
+        max_per_user: int = 0,
+        max_per_address: int = 0,
+    ) -> None:
         self._store = store
         self._hub = hub
         self._broker = broker
         self._metrics = metrics
         self._writer = BatchWriter(store, self._publish, on_batch=lambda _: metrics.batches.inc())
         self.connections: set[Connection] = set()
+        self._max_per_user = max_per_user
+        self._max_per_address = max_per_address
+        self._per_user: Counter[str] = Counter()
+        self._per_address: Counter[str] = Counter()
+        self._addresses: dict[Connection, str | None] = {}
         self._none_open = asyncio.Event()
         self._none_open.set()
         metrics.gauge("chatapp_connections", "Open WebSocket connections", self._count_open)
@@ -67,12 +86,37 @@ class ChatService:
 
     # --- connections and rooms -------------------------------------------
 
-    def connect(self, conn: Connection) -> None:
+    def admission(self, user_id: str, address: str | None) -> str | None:
+        """Why a new connection must be refused (a cap is reached), or None.
+
+        ``address`` None exempts the connection from the per-address cap.
+        """
+        if self._max_per_user and self._per_user[user_id] >= self._max_per_user:
+            return f"this user already has {self._max_per_user} connections"
+        if (
+            address
+            and self._max_per_address
+            and (self._per_address[address] >= self._max_per_address)
+        ):
+            return f"this address already has {self._max_per_address} connections"
+        return None
+
+    def connect(self, conn: Connection, address: str | None = None) -> None:
         self.connections.add(conn)
         self._none_open.clear()
+        self._per_user[conn.user.id] += 1
+        self._addresses[conn] = address
+        if address:
+            self._per_address[address] += 1
 
     async def disconnect(self, conn: Connection) -> None:
+        if conn not in self.connections:
+            return
         self.connections.discard(conn)
+        self._per_user[conn.user.id] -= 1
+        address = self._addresses.pop(conn, None)
+        if address:
+            self._per_address[address] -= 1
         if not self.connections:
             self._none_open.set()
         for room in self._hub.rooms_of(conn):
@@ -87,6 +131,7 @@ class ChatService:
         ``since`` (up to MAX_REPLAY, in pages), or the newest page with
         ``has_more`` when more were missed than that.
         """
+        self._require_access(conn, room)
         page_size = protocol.clamp_limit(limit, DEFAULT_HISTORY_LIMIT)
         self._hub.begin_join(conn, room)
         await self._broker.subscribe(room)
@@ -163,10 +208,16 @@ class ChatService:
         return await self._store.before(room, before, size)
 
     async def history(self, conn: Connection, room: str, before: int, limit: int | None) -> None:
+        self._require_access(conn, room)
         page = await self.page(room, before, limit)
         conn.send(self._history_frames(conn, room, [page]))
 
+    def _require_access(self, conn: Connection, room: str, ref: str | None = None) -> None:
+        if not conn.identity.may_use(room):
+            raise ProtocolError(ErrorCode.FORBIDDEN, f"no access to room {room!r}", ref)
+
     def _require_member(self, conn: Connection, room: str, ref: str | None = None) -> None:
+        self._require_access(conn, room, ref)
         if not self._hub.is_member(conn, room):
             raise ProtocolError(ErrorCode.NOT_JOINED, f"join room {room!r} first", ref)
 

@@ -8,14 +8,17 @@ does), ``app`` hands it to pytest-tornasync, which serves it on
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from tornado.httpclient import HTTPRequest
+from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
+from tornado.testing import bind_unused_port
 from tornado.web import Application
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
@@ -68,6 +71,25 @@ def chat_factory(io_loop: IOLoop) -> Iterator[Callable[[Settings], Chat]]:
 @pytest.fixture
 def chat(chat_factory: Callable[[Settings], Chat], settings: Settings) -> Chat:
     return chat_factory(settings)
+
+
+@pytest.fixture
+def serve(settings: Settings, io_loop: IOLoop) -> Iterator[Callable[..., Awaitable[int]]]:
+    """In a test: start another server with some settings changed; returns its port."""
+    started: list[tuple[HTTPServer, Chat]] = []
+
+    async def start(**changes: Any) -> int:
+        chat = await build(dataclasses.replace(settings, **changes))
+        sock, port = bind_unused_port()
+        server = HTTPServer(chat.app)
+        server.add_socket(sock)
+        started.append((server, chat))
+        return port
+
+    yield start
+    for server, chat in started:
+        server.stop()
+        io_loop.run_sync(chat.service.close)
 
 
 @pytest.fixture

@@ -11,8 +11,13 @@ from importlib.resources import as_file, files
 
 from alembic import command
 from alembic.config import Config
+from alembic.util.exc import CommandError
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+
+class UnknownRevision(Exception):
+    """The database was migrated by a newer chatapp (or something else) than this one."""
 
 
 def _config(connection: Connection) -> Config:
@@ -24,7 +29,13 @@ def _config(connection: Connection) -> Config:
 
 
 def _upgrade(connection: Connection) -> None:
-    command.upgrade(_config(connection), "head")
+    try:
+        command.upgrade(_config(connection), "head")
+    except CommandError as exc:
+        raise UnknownRevision(
+            f"the database's schema revision is unknown to this chatapp ({exc}); "
+            "was it created by a newer version?"
+        ) from None
 
 
 async def upgrade(engine: AsyncEngine) -> None:

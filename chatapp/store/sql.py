@@ -66,21 +66,32 @@ def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def create_engine(url: str) -> AsyncEngine:
-    """An async engine for ``url``; ``StoreError`` with a readable reason if it cannot be."""
+    """An async engine for ``url``; ``StoreError`` with a readable reason if it cannot be.
+
+    Messages show the URL with its password masked.
+    """
     try:
         parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        raise StoreError("bad database URL: expected e.g. sqlite+aiosqlite:///chat.db") from None
+    shown = parsed.render_as_string(hide_password=True)
+    try:
         engine = create_async_engine(parsed, pool_pre_ping=parsed.get_backend_name() != "sqlite")
-    except (ArgumentError, NoSuchModuleError, ValueError) as exc:
-        raise StoreError(f"bad database URL {url!r}: {exc}") from None
+    except NoSuchModuleError:
+        raise StoreError(f"bad database URL {shown!r}: unknown dialect or driver") from None
     except ImportError as exc:
         raise StoreError(
-            f"the driver for {parsed.drivername} is not installed ({exc.name})"
+            f"bad database URL {shown!r}: its driver is not installed ({exc.name})"
         ) from None
-    except SQLAlchemyError as exc:  # e.g. a sync driver where an async one is needed
-        raise StoreError(f"cannot use database URL {url!r}: {exc}") from None
+    except (ArgumentError, SQLAlchemyError, ValueError) as exc:
+        raise StoreError(f"bad database URL {shown!r}: {_first_line(exc)}") from None
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _set_sqlite_pragmas)
     return engine
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 async def open_store(url: str) -> SqlStore:
@@ -88,9 +99,13 @@ async def open_store(url: str) -> SqlStore:
     engine = create_engine(url)
     try:
         await migrate.upgrade(engine)
+    except migrate.UnknownRevision as exc:
+        await engine.dispose()
+        raise StoreError(str(exc)) from None
     except (SQLAlchemyError, OSError) as exc:
         await engine.dispose()
-        raise StoreError(f"cannot open database {engine.url!r}: {exc}") from None
+        shown = engine.url.render_as_string(hide_password=True)
+        raise StoreError(f"cannot open database {shown!r}: {_first_line(exc)}") from None
     return SqlStore(engine)
 
 
@@ -173,7 +188,8 @@ class SqlStore:
                 "user_id": message.user.id,
                 "user_name": message.user.name,
                 "text": message.text,
-                "created_at": message.created_at,
+                # SQLite keeps no offset: store every instant as UTC
+                "created_at": message.created_at.astimezone(UTC),
                 "client_id": message.client_id,
             }
             for message, seq in zip(fresh, seqs, strict=True)
@@ -188,7 +204,7 @@ class SqlStore:
                 seq=seq,
                 user=message.user,
                 text=message.text,
-                created_at=message.created_at,
+                created_at=message.created_at.astimezone(UTC),
                 client_id=message.client_id,
             )
             for message_id, seq, message in zip(ids, seqs, fresh, strict=True)

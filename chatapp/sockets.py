@@ -1,8 +1,9 @@
-"""Tornado handlers: thin edges that decode requests, call the service, encode replies.
+"""The two WebSocket endpoints: JSON at ``/ws`` and the tutorial's plain text at ``/``.
 
-No exception escapes a handler: protocol errors become ``error`` frames (or
-HTTP 4xx JSON), anything unexpected is logged (without query strings, which
-may hold tokens) and answered with a generic error.
+Handlers stay thin: check who and where from (before the upgrade, so a
+refusal is an HTTP status with a JSON reason), decode frames, call the
+service, encode replies. No exception escapes: protocol errors become
+``error`` frames, anything unexpected is logged and answered generically.
 """
 
 from __future__ import annotations
@@ -11,16 +12,16 @@ import asyncio
 import itertools
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
-from types import TracebackType
 from typing import Any, ClassVar
 
+from tornado.ioloop import IOLoop
 from tornado.iostream import IOStream, StreamBufferFullError, StreamClosedError
-from tornado.web import HTTPError, RequestHandler
 from tornado.websocket import WebSocketHandler
 
 from chatapp import __version__, protocol
-from chatapp.auth import Authenticator, AuthError
+from chatapp.auth import Authenticator, Identity
 from chatapp.codes import (
     DEFAULT_ROOM,
     MAX_INFLIGHT_PER_CONNECTION,
@@ -35,22 +36,13 @@ from chatapp.protocol import ProtocolError
 from chatapp.ratelimit import TokenBucket
 from chatapp.service import ChatService
 from chatapp.store import StoreError
+from chatapp.web import ApiError, BaseHandler, client_address, is_loopback, origin_allowed
 from chatapp.wsframe import text_frame
 
 log = logging.getLogger(__name__)
 
-TOKEN_COOKIE = "chatapp_token"  # noqa: S105 (a cookie name, not a secret)
 SERVER_NAME = f"chatapp/{__version__}"
 _connection_ids = itertools.count(1)
-
-
-class ApiError(HTTPError):
-    """An HTTP error answered as JSON ``{"error": code, "reason": text}``."""
-
-    def __init__(self, status: int, code: str, reason: str) -> None:
-        super().__init__(status)
-        self.code = code
-        self.text = reason
 
 
 def _send_now(stream: IOStream, data: bytes) -> int:
@@ -63,79 +55,7 @@ def _send_now(stream: IOStream, data: bytes) -> int:
         return 0  # stream.write meets the same error and closes the stream
 
 
-def request_token(handler: RequestHandler) -> str | None:
-    """The bearer token of a request: Authorization header, ``token`` parameter, or cookie."""
-    scheme, _, value = handler.request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
-    from_query = handler.get_query_argument("token", None)
-    if from_query:
-        return from_query
-    return handler.get_cookie(TOKEN_COOKIE) or None
-
-
-def identify(handler: RequestHandler, auth: Authenticator) -> User:
-    """The request's user, or ``ApiError(401)``; guests when no key is configured."""
-    if not auth.tokens_required:
-        return auth.guest()
-    token = request_token(handler)
-    if token is None:
-        raise ApiError(401, "unauthorized", "a token is required")
-    try:
-        return auth.verify(token)
-    except AuthError as exc:
-        raise ApiError(401, "unauthorized", str(exc)) from None
-
-
-def query_int(handler: RequestHandler, key: str, minimum: int = 0) -> int | None:
-    """An optional integer query parameter; ``ProtocolError`` if it is not one."""
-    raw = handler.get_query_argument(key, None)
-    value: object = int(raw) if raw is not None and raw.isdigit() else raw
-    return protocol.optional_int({key: value}, key, minimum)
-
-
-def log_request(handler: RequestHandler) -> None:
-    """Access log line with the path only: query strings may carry tokens."""
-    status = handler.get_status()
-    level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
-    request = handler.request
-    logging.getLogger("tornado.access").log(
-        level,
-        "%d %s %s (%s) %.2fms",
-        status,
-        request.method,
-        request.path,
-        request.remote_ip,
-        1000.0 * request.request_time(),
-    )
-
-
-class _Base(RequestHandler):
-    """JSON errors and token-free logging for every handler."""
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, ApiError):
-            body = {"error": exc.code, "reason": exc.text}
-        else:
-            body = {"error": "http_error", "reason": self._reason}
-        self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish(json.dumps(body))
-
-    def log_exception(
-        self,
-        typ: type[BaseException] | None,
-        value: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        where = f"{self.request.method} {self.request.path}"
-        if isinstance(value, HTTPError):
-            log.debug("%s: HTTP %d", where, value.status_code)
-        else:
-            log.error("uncaught exception in %s", where, exc_info=value)
-
-
-class _Socket(_Base, WebSocketHandler):
+class _Socket(BaseHandler, WebSocketHandler):
     """What both WebSocket endpoints share: identity, backpressure, rate limit, cleanup."""
 
     text_mode: ClassVar[bool] = False
@@ -148,7 +68,9 @@ class _Socket(_Base, WebSocketHandler):
         self.settings_ = settings
         self.metrics = metrics
         self.id = f"c{next(_connection_ids)}"
-        self.user = User("", "")
+        self.identity = Identity(User("", ""))
+        self.address = ""
+        self._expiry: object | None = None
         self._bucket = (
             TokenBucket(settings.rate_limit, settings.rate_burst) if settings.rate_limit else None
         )
@@ -156,8 +78,25 @@ class _Socket(_Base, WebSocketHandler):
         self._closing = False
         self._tasks: set[asyncio.Task[None]] = set()
 
+    @property
+    def user(self) -> User:
+        return self.identity.user
+
     def prepare(self) -> None:
-        self.user = identify(self, self.auth)
+        """Refuse before the upgrade: hostile origin 403, no identity 401, over a cap 429."""
+        if not origin_allowed(self, self.settings_):
+            origin = self.request.headers.get("Origin")
+            raise ApiError(403, "forbidden_origin", f"origin {origin!r} is not allowed")
+        self.identity = self.identify(self.auth)
+        self.address = client_address(self, self.settings_)
+        refusal = self.service.admission(
+            self.identity.user.id, None if is_loopback(self.address) else self.address
+        )
+        if refusal:
+            raise ApiError(429, "too_many_connections", refusal)
+
+    def check_origin(self, origin: str) -> bool:
+        return True  # decided in prepare(), which answers with a JSON reason
 
     def get_compression_options(self) -> None:
         return None  # compression costs CPU per receiver and defeats encode-once
@@ -167,7 +106,14 @@ class _Socket(_Base, WebSocketHandler):
         stream = self.ws_connection.stream if self.ws_connection else None
         if stream is not None:
             stream.max_write_buffer_size = self.settings_.max_client_backlog
-        self.service.connect(self)
+        self.service.connect(self, self.address)
+        if self.identity.expires_at is not None:
+            self._expiry = IOLoop.current().call_later(
+                max(0.0, self.identity.expires_at - time.time()), self._token_expired
+            )
+
+    def _token_expired(self) -> None:
+        self.close(CloseCode.TOKEN_EXPIRED, "token expired")
 
     def send(self, frames: bytes) -> None:
         """Queue frames; a client whose backlog passes the bound is disconnected."""
@@ -175,6 +121,8 @@ class _Socket(_Base, WebSocketHandler):
         if protocol is None or self._closing or not frames or protocol.is_closing():
             return
         stream = protocol.stream
+        if stream is None:
+            return
         try:
             if type(stream) is IOStream and not stream.writing():
                 # Nothing queued: hand the bytes to the kernel now. Skips the
@@ -237,6 +185,8 @@ class _Socket(_Base, WebSocketHandler):
 
     def on_close(self) -> None:
         self._closing = True
+        if self._expiry is not None:
+            IOLoop.current().remove_timeout(self._expiry)
         self._spawn(self.service.disconnect(self))
 
 
@@ -247,10 +197,12 @@ class ChatSocket(_Socket):
         super().prepare()
         try:
             self.room = protocol.room_name(self.get_query_argument("room", DEFAULT_ROOM))
-            self.since = query_int(self, "since")
-            self.limit = query_int(self, "limit", minimum=1)
+            self.since = self.query_int("since")
+            self.limit = self.query_int("limit", minimum=1)
         except ProtocolError as exc:
             raise ApiError(400, str(exc.code), exc.reason) from None
+        if not self.identity.may_use(self.room):
+            raise ApiError(403, str(ErrorCode.FORBIDDEN), f"no access to room {self.room!r}")
 
     async def open(self) -> None:
         self._start()
@@ -346,52 +298,3 @@ class TextSocket(_Socket):
     def report(self, error: ProtocolError) -> None:
         self.metrics.errors.inc(label_value=str(error.code))
         self.send_text(f"[chatapp] {error.reason}")
-
-
-class MessagesHandler(_Base):
-    """``GET /api/rooms/{room}/messages?before=SEQ&limit=N``: one page of scrollback."""
-
-    def initialize(self, service: ChatService, auth: Authenticator) -> None:
-        self.service = service
-        self.auth = auth
-
-    async def get(self, room: str) -> None:
-        identify(self, self.auth)
-        try:
-            name = protocol.room_name(room)
-            before = query_int(self, "before", minimum=1)
-            limit = query_int(self, "limit", minimum=1)
-        except ProtocolError as exc:
-            raise ApiError(400, str(exc.code), exc.reason) from None
-        try:
-            page = await self.service.page(name, before, limit)
-        except StoreError as exc:
-            raise ApiError(503, "unavailable", "storage is unavailable") from exc
-        self.set_header("Cache-Control", "no-store")
-        self.write(protocol.history_dict(name, page.messages, page.has_more))
-
-
-class HealthHandler(_Base):
-    """``GET /healthz``: 200 when the server runs and its database answers, else 503."""
-
-    def initialize(self, service: ChatService) -> None:
-        self.service = service
-
-    async def get(self) -> None:
-        self.set_header("Cache-Control", "no-store")
-        try:
-            await self.service.check()
-        except StoreError:
-            raise ApiError(503, "unavailable", "database unreachable") from None
-        self.write({"status": "ok", "server": SERVER_NAME})
-
-
-class MetricsHandler(_Base):
-    """``GET /metrics`` in the Prometheus text format."""
-
-    def initialize(self, metrics: Metrics) -> None:
-        self.metrics = metrics
-
-    def get(self) -> None:
-        self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-        self.write(self.metrics.render())

@@ -1,0 +1,111 @@
+"""The HTTP API: scrollback pages, guest sign-in, health and metrics."""
+
+from __future__ import annotations
+
+import json
+
+from chatapp import protocol
+from chatapp.auth import Authenticator, AuthError
+from chatapp.metrics import Metrics
+from chatapp.protocol import ProtocolError
+from chatapp.service import ChatService
+from chatapp.sockets import SERVER_NAME
+from chatapp.store import StoreError
+from chatapp.web import ApiError, BaseHandler
+
+
+class MessagesHandler(BaseHandler):
+    """``GET /api/rooms/{room}/messages?before=SEQ&limit=N``: one page of scrollback."""
+
+    def initialize(self, service: ChatService, auth: Authenticator) -> None:
+        self.service = service
+        self.auth = auth
+
+    async def get(self, room: str) -> None:
+        identity = self.identify(self.auth)
+        try:
+            name = protocol.room_name(room)
+            before = self.query_int("before", minimum=1)
+            limit = self.query_int("limit", minimum=1)
+        except ProtocolError as exc:
+            raise ApiError(400, str(exc.code), exc.reason) from None
+        if not identity.may_use(name):
+            raise ApiError(403, "forbidden", f"no access to room {name!r}")
+        try:
+            page = await self.service.page(name, before, limit)
+        except StoreError as exc:
+            raise ApiError(503, "unavailable", "storage is unavailable") from exc
+        self.set_header("Cache-Control", "no-store")
+        self.write(protocol.history_dict(name, page.messages, page.has_more))
+
+
+class HealthHandler(BaseHandler):
+    """``GET /healthz``: 200 when the server runs and its database answers, else 503."""
+
+    def initialize(self, service: ChatService) -> None:
+        self.service = service
+
+    async def get(self) -> None:
+        self.set_header("Cache-Control", "no-store")
+        try:
+            await self.service.check()
+        except StoreError:
+            raise ApiError(503, "unavailable", "database unreachable") from None
+        self.write({"status": "ok", "server": SERVER_NAME})
+
+
+class MetricsHandler(BaseHandler):
+    """``GET /metrics`` in the Prometheus text format."""
+
+    def initialize(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def get(self) -> None:
+        self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+        self.write(self.metrics.render())
+
+
+class GuestHandler(BaseHandler):
+    """``POST /api/guest`` ``{"name": ..., "previous": token?}``: a short-lived guest token.
+
+    The browser signs in with a display name; renewing with the previous
+    token (even a recently expired one) keeps the same guest id, so retries
+    with the same ``client_id`` still deduplicate across renewals.
+    """
+
+    def initialize(self, auth: Authenticator) -> None:
+        self.auth = auth
+
+    def post(self) -> None:
+        if not self.auth.allow_guests:
+            raise ApiError(403, "guests_disabled", "this server requires a token")
+        try:
+            body = json.loads(self.request.body or b"{}")
+        except ValueError:
+            raise ApiError(400, "bad_json", "the body must be JSON") from None
+        name = body.get("name") if isinstance(body, dict) else None
+        previous = body.get("previous") if isinstance(body, dict) else None
+        if not isinstance(name, str) or not isinstance(previous, str | None):
+            raise ApiError(400, "bad_field", "'name' must be a string")
+        try:
+            token, identity = self.auth.guest_token(name, previous)
+        except AuthError as exc:
+            raise ApiError(400, "bad_field", str(exc)) from None
+        self.set_header("Cache-Control", "no-store")
+        self.write(
+            {
+                "token": token,
+                "user": protocol.user_dict(identity.user),
+                "expires_at": identity.expires_at,
+            }
+        )
+
+
+class AuthOptionsHandler(BaseHandler):
+    """``GET /api/auth``: how a client may sign in here (guests, tokens)."""
+
+    def initialize(self, auth: Authenticator) -> None:
+        self.auth = auth
+
+    def get(self) -> None:
+        self.write({"guests": self.auth.allow_guests, "tokens": self.auth.tokens_configured})

@@ -1,0 +1,151 @@
+"""What every HTTP handler shares: JSON errors, token-free logs, request identity.
+
+Query strings may carry tokens, so nothing here ever logs ``request.uri``:
+only the method and path.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+from tornado.web import HTTPError, RequestHandler
+
+from chatapp import protocol
+from chatapp.auth import Authenticator, AuthError, Identity
+from chatapp.config import Settings
+
+log = logging.getLogger(__name__)
+
+TOKEN_COOKIE = "chatapp_token"  # noqa: S105 (a cookie name, not a secret)
+
+
+class ApiError(HTTPError):
+    """An HTTP error answered as JSON ``{"error": code, "reason": text}``."""
+
+    def __init__(self, status: int, code: str, reason: str) -> None:
+        super().__init__(status)
+        self.code = code
+        self.text = reason
+
+
+def log_request(handler: RequestHandler) -> None:
+    """Access log line with the path only."""
+    status = handler.get_status()
+    level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+    request = handler.request
+    logging.getLogger("tornado.access").log(
+        level,
+        "%d %s %s (%s) %.2fms",
+        status,
+        request.method,
+        request.path,
+        request.remote_ip,
+        1000.0 * request.request_time(),
+    )
+
+
+class BaseHandler(RequestHandler):
+    """JSON errors and token-free logging for every handler."""
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, ApiError):
+            body = {"error": exc.code, "reason": exc.text}
+        else:
+            body = {"error": "http_error", "reason": self._reason}
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(json.dumps(body))
+
+    def log_exception(
+        self,
+        typ: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        where = f"{self.request.method} {self.request.path}"
+        if isinstance(value, HTTPError):
+            log.debug("%s: HTTP %d", where, value.status_code)
+        else:
+            log.error("uncaught exception in %s", where, exc_info=value)
+
+    def query_int(self, key: str, minimum: int = 0) -> int | None:
+        """An optional integer query parameter; ``ProtocolError`` if it is not one."""
+        raw = self.get_query_argument(key, None)
+        value: object = int(raw) if raw is not None and raw.isdigit() else raw
+        return protocol.optional_int({key: value}, key, minimum)
+
+    def identify(self, auth: Authenticator) -> Identity:
+        """The request's identity, or ``ApiError(401)``.
+
+        A token (Authorization: Bearer, ``token`` parameter, or cookie) must
+        verify; without one, the client is a fresh guest where guests are allowed.
+        """
+        token = self.request_token()
+        try:
+            return auth.verify(token) if token else auth.anonymous_guest()
+        except AuthError as exc:
+            raise ApiError(401, "unauthorized", str(exc)) from None
+
+    def request_token(self) -> str | None:
+        scheme, _, value = self.request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+        return self.get_query_argument("token", None) or self.get_cookie(TOKEN_COOKIE) or None
+
+
+def client_address(handler: RequestHandler, settings: Settings) -> str:
+    """The client's IP: the proxy's X-Forwarded-For entry when the proxy is trusted."""
+    if settings.trusted_proxy:
+        forwarded = handler.request.headers.get("X-Forwarded-For", "")
+        last_hop = forwarded.split(",")[-1].strip()
+        if last_hop:
+            return last_hop
+    return handler.request.remote_ip or ""
+
+
+def is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def origin_allowed(handler: RequestHandler, settings: Settings) -> bool:
+    """Cross-site WebSocket hijacking defence: same origin, or listed in --allowed-origins.
+
+    Requests without an Origin header are not from a browser page and pass;
+    they still need a token where tokens are required.
+    """
+    headers = handler.request.headers
+    if headers.get("Sec-Fetch-Site") in ("same-origin", "none"):
+        return True  # the browser itself says so; a page cannot forge this header
+    origin = headers.get("Origin")
+    if origin is None:
+        return True
+    if origin in settings.allowed_origins:
+        return True
+    if origin == "null":
+        return False
+    host = headers.get("Host", "")
+    scheme = handler.request.protocol
+    if settings.trusted_proxy:
+        host = headers.get("X-Forwarded-Host", host).split(",")[0].strip()
+        scheme = headers.get("X-Forwarded-Proto", scheme).split(",")[0].strip()
+    parts = urlsplit(origin)
+    return _site(parts.scheme, parts.netloc) == _site(scheme, host)
+
+
+_DEFAULT_PORTS = {"http": "80", "https": "443", "ws": "80", "wss": "443"}
+
+
+def _site(scheme: str, netloc: str) -> tuple[str, str]:
+    """Host and port, the port filled in from the scheme when absent."""
+    host, _, port = netloc.lower().rpartition(":")
+    if not host or not port.isdigit():  # no port, or the colons of a bare IPv6 address
+        host, port = netloc.lower(), ""
+    return host, port or _DEFAULT_PORTS.get(scheme.lower(), "")
