@@ -6,7 +6,7 @@ import json
 
 from chatapp import protocol
 from chatapp.auth import Authenticator, AuthError
-from chatapp.metrics import Metrics
+from chatapp.metrics import CONTENT_TYPE, Metrics
 from chatapp.protocol import ProtocolError
 from chatapp.service import ChatService
 from chatapp.sockets import SERVER_NAME
@@ -40,7 +40,15 @@ class MessagesHandler(BaseHandler):
 
 
 class HealthHandler(BaseHandler):
-    """``GET /healthz``: 200 when the server runs and its database answers, else 503."""
+    """``GET /healthz``: liveness. 200 while the process serves requests at all."""
+
+    def get(self) -> None:
+        self.set_header("Cache-Control", "no-store")
+        self.write({"status": "ok", "server": SERVER_NAME})
+
+
+class ReadyHandler(BaseHandler):
+    """``GET /readyz``: readiness. 200 when the database answers and its schema is current."""
 
     def initialize(self, service: ChatService) -> None:
         self.service = service
@@ -49,9 +57,9 @@ class HealthHandler(BaseHandler):
         self.set_header("Cache-Control", "no-store")
         try:
             await self.service.check()
-        except StoreError:
-            raise ApiError(503, "unavailable", "database unreachable") from None
-        self.write({"status": "ok", "server": SERVER_NAME})
+        except StoreError as exc:
+            raise ApiError(503, "unavailable", str(exc)) from None
+        self.write({"status": "ready", "server": SERVER_NAME})
 
 
 class MetricsHandler(BaseHandler):
@@ -61,7 +69,7 @@ class MetricsHandler(BaseHandler):
         self.metrics = metrics
 
     def get(self) -> None:
-        self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+        self.set_header("Content-Type", CONTENT_TYPE)
         self.write(self.metrics.render())
 
 

@@ -16,6 +16,7 @@ from chatapp.api import (
     HealthHandler,
     MessagesHandler,
     MetricsHandler,
+    ReadyHandler,
 )
 from chatapp.auth import Authenticator
 from chatapp.codes import MAX_FRAME_BYTES
@@ -65,7 +66,8 @@ def make_app(
             (r"/api/rooms/([^/]+)/messages", MessagesHandler, {"service": service, "auth": auth}),
             (r"/api/guest", GuestHandler, {"auth": auth}),
             (r"/api/auth", AuthOptionsHandler, {"auth": auth}),
-            (r"/healthz", HealthHandler, {"service": service}),
+            (r"/healthz", HealthHandler),
+            (r"/readyz", ReadyHandler, {"service": service}),
             (r"/metrics", MetricsHandler, {"metrics": metrics}),
         ],
         static_path=static,

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from chatapp import __version__
+from chatapp import __version__, logs
 from chatapp.codes import DEFAULT_MAX_CLIENT_BACKLOG
 from chatapp.config import (
     DEFAULT_DATA_DIR,
@@ -33,11 +32,20 @@ EXIT_STARTUP_FAILED = 1
 JWT_SECRET_ENV = "CHATAPP_JWT_SECRET"  # noqa: S105 (a variable name, not a secret)
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a default only where it says something (not None, flags or empty lists)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, True, False, []) or action.default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def commands() -> dict[str, Callable[[list[str]], int]]:
     """The tools besides the server, by name (imported on use: the server needs none)."""
-    from chatapp.commands import token
+    from chatapp.commands import send, tail, token
 
-    return {"token": token.main}
+    return {"token": token.main, "send": send.main, "tail": tail.main}
 
 
 def _port(value: str) -> int:
@@ -86,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the chatapp server: browser chat at /, JSON WebSocket at /ws, "
         "plain-text WebSocket at /, scrollback at /api/rooms/ROOM/messages. "
         "Tools: `python -m chatapp token --help` mints tokens for bots and scripts.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"chatapp {__version__}")
     parser.add_argument("--host", default=DEFAULT_HOST, help="address to listen on")
@@ -187,6 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["debug", "info", "warning", "error"],
         help="logging verbosity",
     )
+    parser.add_argument(
+        "--log-format",
+        default="text",
+        choices=["text", "json"],
+        help="log lines as text or as one JSON object each; both carry the connection id",
+    )
     return parser
 
 
@@ -217,11 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0] in commands():
         return commands()[argv[0]](argv[1:])
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per step is noise
+    logs.configure(args.log_level, args.log_format)
     try:
         asyncio.run(serve(settings_from(args)))
     except StartupError as exc:

@@ -14,12 +14,14 @@ then live traffic with no gap and no duplicate.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from chatapp import protocol
 from chatapp.broker import Event, MessageEvent, TypingEvent
+from chatapp.metrics import Metrics
 from chatapp.model import User
 from chatapp.wsframe import text_frame
 
@@ -71,7 +73,8 @@ class _Room:
 
 
 class Hub:
-    def __init__(self) -> None:
+    def __init__(self, metrics: Metrics | None = None) -> None:
+        self._metrics = metrics
         self._rooms: dict[str, _Room] = {}
         self._memberships: dict[Member, set[str]] = {}
 
@@ -148,15 +151,21 @@ class Hub:
 
     def deliver(self, events: Sequence[Event]) -> None:
         """Send events (in order) to this process's members of their rooms."""
+        started = time.perf_counter()
         by_room: dict[str, list[Event]] = {}
         for event in events:
             by_room.setdefault(event.room, []).append(event)
+        delivered = 0
         for room, room_events in by_room.items():
             state = self._rooms.get(room)
             if state is not None:
-                self._deliver_room(state, room_events)
+                delivered += self._deliver_room(state, room_events)
+        if self._metrics is not None:
+            self._metrics.delivered.inc(delivered)
+            self._metrics.fanout_seconds.observe(time.perf_counter() - started)
 
-    def _deliver_room(self, state: _Room, events: list[Event]) -> None:
+    def _deliver_room(self, state: _Room, events: list[Event]) -> int:
+        """Deliver one room's events; returns how many messages went to members."""
         for event in events:
             if isinstance(event, MessageEvent) and event.message.seq > state.last_seq:
                 state.last_seq = event.message.seq
@@ -181,6 +190,8 @@ class Hub:
             else:
                 self._send_filtered(member, state, events, joining.floor)
                 self._promote_if_caught_up(state, member, joining)
+        message_count = sum(isinstance(e, MessageEvent) for e in events)
+        return message_count * (len(state.members) + len(state.text_members))
 
     def _send_filtered(
         self, member: Member, state: _Room, events: Sequence[Event], floor: int

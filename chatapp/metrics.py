@@ -1,86 +1,87 @@
-"""Counters and gauges rendered in the Prometheus text format for ``GET /metrics``."""
+"""Every metric the server exports at ``GET /metrics`` (Prometheus text format).
+
+Each server gets its own registry, so several can live in one process (tests)
+without their counts mixing.
+"""
 
 from __future__ import annotations
 
-from collections import Counter as _Tally
 from collections.abc import Callable
 
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 
-class Counter:
-    """A monotonically increasing count, optionally split by one label."""
+CONTENT_TYPE = CONTENT_TYPE_LATEST
 
-    def __init__(self, name: str, help_text: str, label: str | None = None) -> None:
-        self.name = name
-        self.help = help_text
-        self.label = label
-        self._values: _Tally[str] = _Tally()
-
-    def inc(self, amount: int = 1, label_value: str = "") -> None:
-        self._values[label_value] += amount
-
-    def value(self, label_value: str = "") -> int:
-        return self._values[label_value]
-
-    def render(self) -> list[str]:
-        lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} counter"]
-        if self.label is None:
-            lines.append(f"{self.name} {self._values['']}")
-        else:
-            for value, count in sorted(self._values.items()):
-                lines.append(f'{self.name}{{{self.label}="{_escape(value)}"}} {count}')
-        return lines
-
-
-class Gauge:
-    """A value read when scraped."""
-
-    def __init__(self, name: str, help_text: str, read: Callable[[], float]) -> None:
-        self.name = name
-        self.help = help_text
-        self._read = read
-
-    def render(self) -> list[str]:
-        return [
-            f"# HELP {self.name} {self.help}",
-            f"# TYPE {self.name} gauge",
-            f"{self.name} {self._read():g}",
-        ]
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
 class Metrics:
-    """Every metric the server exports. Gauges are attached by the parts that own the values."""
-
     def __init__(self) -> None:
-        self.received = Counter("chatapp_messages_received_total", "Chat messages accepted")
-        self.stored = Counter("chatapp_messages_stored_total", "Chat messages committed")
+        self.registry = CollectorRegistry()
+        registry = self.registry
+        self.connections = Gauge(
+            "chatapp_connections", "Open WebSocket connections", registry=registry
+        )
+        self.received = Counter(
+            "chatapp_messages_received", "Chat messages accepted from clients", registry=registry
+        )
+        self.stored = Counter(
+            "chatapp_messages_stored", "Chat messages committed", registry=registry
+        )
         self.duplicates = Counter(
-            "chatapp_messages_duplicate_total", "Retried messages answered with the original ack"
+            "chatapp_messages_duplicate",
+            "Retried messages answered with the original ack",
+            registry=registry,
         )
-        self.batches = Counter("chatapp_write_batches_total", "Commits by the writer")
-        self.errors = Counter("chatapp_errors_total", "Error frames sent, by code", "code")
+        self.delivered = Counter(
+            "chatapp_messages_delivered",
+            "Messages written to members' sockets (one per member per message)",
+            registry=registry,
+        )
+        self.errors = Counter(
+            "chatapp_errors", "Error frames sent, by code", ["code"], registry=registry
+        )
+        self.rate_limited = Counter(
+            "chatapp_rate_limited_frames", "Frames dropped by the rate limit", registry=registry
+        )
         self.slow_consumers = Counter(
-            "chatapp_slow_consumers_total", "Clients disconnected for reading too slowly"
+            "chatapp_slow_consumers",
+            "Clients disconnected because their unsent backlog passed the bound",
+            registry=registry,
         )
-        self.gauges: list[Gauge] = []
+        self.batch_size = Histogram(
+            "chatapp_write_batch_size",
+            "Messages per commit of the group-commit writer",
+            buckets=_BATCH_BUCKETS,
+            registry=registry,
+        )
+        self.commit_seconds = Histogram(
+            "chatapp_commit_seconds",
+            "Time to store one batch (transaction and commit)",
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.fanout_seconds = Histogram(
+            "chatapp_fanout_seconds",
+            "Time to hand one delivered batch to every member socket of this process",
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
 
-    def gauge(self, name: str, help_text: str, read: Callable[[], float]) -> None:
-        self.gauges.append(Gauge(name, help_text, read))
+    def count_connections(self, read: Callable[[], int]) -> None:
+        self.connections.set_function(read)
 
-    def render(self) -> str:
-        lines: list[str] = []
-        for counter in (
-            self.received,
-            self.stored,
-            self.duplicates,
-            self.batches,
-            self.errors,
-            self.slow_consumers,
-        ):
-            lines.extend(counter.render())
-        for gauge in self.gauges:
-            lines.extend(gauge.render())
-        return "\n".join(lines) + "\n"
+    def observe_commit(self, size: int, seconds: float) -> None:
+        self.batch_size.observe(size)
+        self.commit_seconds.observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -61,8 +61,8 @@ async def build(settings: Settings) -> Chat:
         store = await open_store(settings.database_url)
     except StoreError as exc:
         raise StartupError(str(exc)) from None
-    hub = Hub()
     metrics = Metrics()
+    hub = Hub(metrics)
     service = ChatService(
         store,
         hub,

@@ -49,7 +49,7 @@ class ChatService:
         self._hub = hub
         self._broker = broker
         self._metrics = metrics
-        self._writer = BatchWriter(store, self._publish, on_batch=lambda _: metrics.batches.inc())
+        self._writer = BatchWriter(store, self._publish, on_batch=metrics.observe_commit)
         self.connections: set[Connection] = set()
         self._max_per_user = max_per_user
         self._max_per_address = max_per_address
@@ -58,10 +58,7 @@ class ChatService:
         self._addresses: dict[Connection, str | None] = {}
         self._none_open = asyncio.Event()
         self._none_open.set()
-        metrics.gauge("chatapp_connections", "Open WebSocket connections", self._count_open)
-
-    def _count_open(self) -> float:
-        return len(self.connections)
+        metrics.count_connections(lambda: len(self.connections))
 
     def start(self) -> None:
         self._writer.start()
@@ -77,8 +74,8 @@ class ChatService:
         await self._store.close()
 
     async def check(self) -> None:
-        """Raise ``StoreError`` unless the database answers."""
-        await self._store.ping()
+        """Raise ``StoreError`` unless the database answers and its schema is current."""
+        await self._store.ready()
 
     async def all_closed(self) -> None:
         """Return once no connection is open."""

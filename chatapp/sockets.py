@@ -30,6 +30,7 @@ from chatapp.codes import (
     ErrorCode,
 )
 from chatapp.config import Settings
+from chatapp.logs import connection_id
 from chatapp.metrics import Metrics
 from chatapp.model import User
 from chatapp.protocol import ProtocolError
@@ -84,6 +85,7 @@ class _Socket(BaseHandler, WebSocketHandler):
 
     def prepare(self) -> None:
         """Refuse before the upgrade: hostile origin 403, no identity 401, over a cap 429."""
+        connection_id.set(self.id)
         if not origin_allowed(self, self.settings_):
             origin = self.request.headers.get("Origin")
             raise ApiError(403, "forbidden_origin", f"origin {origin!r} is not allowed")
@@ -158,6 +160,7 @@ class _Socket(BaseHandler, WebSocketHandler):
             self._rejected = 0
             return True
         self._rejected += 1
+        self.metrics.rate_limited.inc()
         if self._rejected > MAX_REJECTED_FRAMES:
             self.close(CloseCode.POLICY_VIOLATION, "flooding past the rate limit")
         return False
@@ -180,10 +183,11 @@ class _Socket(BaseHandler, WebSocketHandler):
             self.report(ProtocolError(ErrorCode.UNAVAILABLE, "internal error", ref))
 
     def report(self, error: ProtocolError) -> None:
-        self.metrics.errors.inc(label_value=str(error.code))
+        self.metrics.errors.labels(code=str(error.code)).inc()
         self.send_text(protocol.encode_error(error.code, error.reason, error.ref))
 
     def on_close(self) -> None:
+        connection_id.set(self.id)
         self._closing = True
         if self._expiry is not None:
             IOLoop.current().remove_timeout(self._expiry)
@@ -205,11 +209,13 @@ class ChatSocket(_Socket):
             raise ApiError(403, str(ErrorCode.FORBIDDEN), f"no access to room {self.room!r}")
 
     async def open(self) -> None:
+        connection_id.set(self.id)
         self._start()
         self.send_text(protocol.encode_hello(self.user, SERVER_NAME))
         await self._guarded(lambda: self.service.join(self, self.room, self.since, self.limit))
 
     def on_message(self, message: str | bytes) -> Awaitable[None] | None:
+        connection_id.set(self.id)
         if self._closing:
             return None
         if not self._admit():
@@ -269,10 +275,12 @@ class TextSocket(_Socket):
     text_mode = True
 
     async def open(self) -> None:
+        connection_id.set(self.id)
         self._start()
         await self._guarded(lambda: self.service.join(self, DEFAULT_ROOM))
 
     def on_message(self, message: str | bytes) -> Awaitable[None] | None:
+        connection_id.set(self.id)
         if self._closing:
             return None
         if not self._admit():
@@ -296,5 +304,5 @@ class TextSocket(_Socket):
         await self.service.post(self, DEFAULT_ROOM, text, None)
 
     def report(self, error: ProtocolError) -> None:
-        self.metrics.errors.inc(label_value=str(error.code))
+        self.metrics.errors.labels(code=str(error.code)).inc()
         self.send_text(f"[chatapp] {error.reason}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -46,7 +47,7 @@ class BatchWriter:
         self,
         store: Store,
         on_commit: Callable[[Sequence[MessageEvent]], Awaitable[None]],
-        on_batch: Callable[[int], None] = lambda size: None,
+        on_batch: Callable[[int, float], None] = lambda size, seconds: None,
     ) -> None:
         self._store = store
         self._on_commit = on_commit
@@ -89,6 +90,7 @@ class BatchWriter:
                 return
 
     async def _commit(self, batch: list[_Pending]) -> None:
+        started = time.perf_counter()
         try:
             results = await self._store.append([p.message for p in batch])
         except Exception:
@@ -101,7 +103,7 @@ class BatchWriter:
             if not batch[0].done.done():
                 batch[0].done.set_exception(WriteFailed("the message could not be stored"))
             return
-        self._on_batch(len(batch))
+        self._on_batch(len(batch), time.perf_counter() - started)  # size, commit time
         fresh = [
             MessageEvent(r.message, p.origin)
             for p, r in zip(batch, results, strict=True)

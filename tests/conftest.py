@@ -103,6 +103,14 @@ def port(http_server: Any, http_server_port: tuple[Any, int]) -> int:
 
 
 @pytest.fixture
+def unused_tcp_port_url() -> str:
+    """A ws:// URL on which nothing listens."""
+    sock, port = bind_unused_port()
+    sock.close()
+    return f"ws://127.0.0.1:{port}"
+
+
+@pytest.fixture
 def ws_url(port: int) -> str:
     return f"ws://127.0.0.1:{port}"
 

@@ -37,7 +37,7 @@ async def test_a_client_that_stops_reading_is_disconnected_and_others_get_everyt
         while received < start + 50:
             if (await reader.recv())["type"] == "message":
                 received += 1
-    assert chat.metrics.slow_consumers.value() == 1
+    assert chat.metrics.registry.get_sample_value("chatapp_slow_consumers_total") == 1
     code, frames = await stalled.until_close()
     assert code == 4003 and frames < count
     stalled.close()

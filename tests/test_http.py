@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sqlite3
+from contextlib import closing
 
 import pytest
 from conftest import connect_json, post
@@ -51,21 +53,50 @@ async def test_scrollback_bad_parameters_get_400_with_a_reason(http_url, path):
     assert body["error"] and body["reason"]
 
 
-async def test_healthz_reports_ok_when_the_database_answers(http_url):
-    """``/healthz`` is 200 with status ok on a working server."""
+async def test_healthz_reports_the_process_alive(http_url):
+    """``/healthz`` is 200 with status ok while the server runs."""
     assert (await get_json(f"{http_url}/healthz"))["status"] == "ok"
 
 
-async def test_metrics_count_messages_errors_and_connections(ws_url, http_url):
-    """``/metrics`` is Prometheus text with the counters moving as traffic flows."""
+async def test_readyz_reports_ready_when_the_database_is_current(http_url):
+    """``/readyz`` is 200 when the database answers and is at the newest migration."""
+    assert (await get_json(f"{http_url}/readyz"))["status"] == "ready"
+
+
+async def test_readyz_is_503_when_the_schema_is_not_current(http_url, settings):
+    """A database whose schema is not at the newest migration makes the server not ready."""
+    with closing(sqlite3.connect(settings.data_dir / "chat.db")) as db:
+        db.execute("UPDATE alembic_version SET version_num = 'elsewhere'")
+        db.commit()
+    with pytest.raises(HTTPClientError) as caught:
+        await AsyncHTTPClient().fetch(f"{http_url}/readyz")
+    assert caught.value.code == 503
+    assert "migration" in json.loads(caught.value.response.body)["reason"]
+
+
+def sample(lines: list[str], name: str) -> float:
+    """The value of one sample line of the Prometheus text format."""
+    [line] = [line for line in lines if line.split(" ")[0] == name]
+    return float(line.split(" ")[1])
+
+
+async def test_metrics_count_traffic_errors_batches_and_latency(ws_url, http_url):
+    """``/metrics`` is Prometheus text whose counters and histograms move with traffic."""
     client, _, _ = await connect_json(ws_url)
+    other, _, _ = await connect_json(ws_url)
     await post(client, "counted")
+    await other.expect("message")
     await client.send("not json")
     await client.expect("error")
     response = await AsyncHTTPClient().fetch(f"{http_url}/metrics")
     assert response.headers["Content-Type"].startswith("text/plain")
     lines = response.body.decode().splitlines()
-    assert "chatapp_messages_stored_total 1" in lines
-    assert 'chatapp_errors_total{code="bad_json"} 1' in lines
-    assert "chatapp_connections 1" in lines
-    assert "# TYPE chatapp_messages_received_total counter" in lines
+    assert sample(lines, "chatapp_messages_received_total") == 1
+    assert sample(lines, "chatapp_messages_stored_total") == 1
+    assert sample(lines, "chatapp_messages_delivered_total") == 2
+    assert sample(lines, 'chatapp_errors_total{code="bad_json"}') == 1
+    assert sample(lines, "chatapp_connections") == 2
+    assert sample(lines, "chatapp_write_batch_size_count") == 1
+    assert sample(lines, "chatapp_commit_seconds_count") == 1
+    assert sample(lines, "chatapp_fanout_seconds_count") >= 1
+    assert sample(lines, "chatapp_slow_consumers_total") == 0

@@ -11,7 +11,7 @@ import re
 import sys
 
 from chatapp.auth import AuthError, KeyConfigError, mint_token
-from chatapp.cli import JWT_SECRET_ENV, add_token_options, jwt_secret
+from chatapp.cli import JWT_SECRET_ENV, HelpFormatter, add_token_options, jwt_secret
 
 _DURATION = re.compile(r"(\d+)([smhd]?)")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m chatapp token",
         description="Mint an HS256 token for a bot or script, signed with the server's secret.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--sub", required=True, help="user id (the token's 'sub')")
     parser.add_argument("--name", default=None, help="display name (default: the id)")

@@ -11,6 +11,8 @@ from importlib.resources import as_file, files
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -42,3 +44,15 @@ async def upgrade(engine: AsyncEngine) -> None:
     """Apply every pending migration in one transaction."""
     async with engine.begin() as connection:
         await connection.run_sync(_upgrade)
+
+
+def _is_current(connection: Connection) -> bool:
+    script = ScriptDirectory.from_config(_config(connection))
+    current = MigrationContext.configure(connection).get_current_heads()
+    return set(current) == set(script.get_heads())
+
+
+async def is_current(engine: AsyncEngine) -> bool:
+    """Whether the database is at the newest revision this chatapp knows."""
+    async with engine.connect() as connection:
+        return await connection.run_sync(_is_current)

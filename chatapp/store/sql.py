@@ -252,5 +252,10 @@ class SqlStore:
         except (SQLAlchemyError, OSError) as exc:
             raise StoreError(f"database did not answer: {exc}") from None
 
+    async def ready(self) -> None:
+        await self.ping()
+        if not await migrate.is_current(self._engine):
+            raise StoreError("the database schema is not at the newest migration")
+
     async def close(self) -> None:
         await self._engine.dispose()

@@ -1,0 +1,89 @@
+"""The command-line client: ``send`` (exit code = acknowledged) and ``tail`` (resumes)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+
+from conftest import connect_json, post
+
+from chatapp.codes import MAX_TEXT_CHARS, CloseCode
+
+
+async def run(*args: str, timeout: float = 30) -> tuple[int, str, str]:
+    """Run ``python -m chatapp ARGS`` without blocking the server in this loop."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "chatapp",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={k: v for k, v in os.environ.items() if k != "CHATAPP_TOKEN"},
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_send_exits_0_once_the_message_is_stored(ws_url):
+    """``send`` waits for the ack, says where it was stored, and the message is there."""
+    code, out, _ = await run("send", "--url", ws_url, "--room", "ops", "deploy", "done")
+    assert code == 0 and "seq 1" in out
+    _, _, history = await connect_json(ws_url, "?room=ops")
+    assert [m["text"] for m in history["messages"]] == ["deploy done"]
+
+
+async def test_send_exits_1_when_the_server_refuses(ws_url):
+    """A message the server will not store (too long) exits 1 with the reason."""
+    code, _, err = await run("send", "--url", ws_url, "x" * (MAX_TEXT_CHARS + 1))
+    assert code == 1 and "too_long" in err
+
+
+async def test_send_exits_3_when_nobody_answers(unused_tcp_port_url):
+    """No server: exit 3, so a script can retry later."""
+    code, _, err = await run("send", "--url", unused_tcp_port_url, "--timeout", "2", "hello")
+    assert code == 3 and "not acknowledged" in err
+
+
+async def test_send_rejects_a_non_websocket_url():
+    """A URL that is not ws:// or wss:// is a usage error."""
+    code, _, err = await run("send", "--url", "http://127.0.0.1:1", "hi")
+    assert code == 2 and "ws://" in err
+
+
+async def test_tail_prints_history_then_live_and_resumes_after_a_drop(ws_url, chat):
+    """``tail`` prints each message exactly once, in order, across a dropped connection."""
+    writer, _, _ = await connect_json(ws_url)
+    await post(writer, "one")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "chatapp",
+        "tail",
+        "--url",
+        ws_url,
+        "--since",
+        "0",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    try:
+        lines = [await asyncio.wait_for(proc.stdout.readline(), 10)]
+        await post(writer, "two")
+        lines.append(await asyncio.wait_for(proc.stdout.readline(), 10))
+        for conn in list(chat.service.connections):  # drop everyone, tail included
+            conn.close(CloseCode.GOING_AWAY, "restart")
+        writer, _, _ = await connect_json(ws_url)
+        await post(writer, "three")
+        await post(writer, "four")
+        for _ in range(2):
+            lines.append(await asyncio.wait_for(proc.stdout.readline(), 10))
+    finally:
+        proc.terminate()
+        await proc.wait()
+    texts = [line.decode().rstrip("\n").split(": ", 1)[1] for line in lines]
+    assert texts == ["one", "two", "three", "four"]
+    assert [line.decode().split(" ")[2] for line in lines] == ["1", "2", "3", "4"]
