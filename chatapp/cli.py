@@ -43,9 +43,9 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 def commands() -> dict[str, Callable[[list[str]], int]]:
     """The tools besides the server, by name (imported on use: the server needs none)."""
-    from chatapp.commands import send, tail, token
+    from chatapp.commands import backup, send, tail, token
 
-    return {"token": token.main, "send": send.main, "tail": tail.main}
+    return {"token": token.main, "send": send.main, "tail": tail.main, "backup": backup.main}
 
 
 def _port(value: str) -> int:
@@ -69,6 +69,28 @@ def _non_negative(kind: type[int] | type[float]) -> Callable[[str], int | float]
         return number
 
     return parse
+
+
+def add_database_options(parser: argparse.ArgumentParser) -> None:
+    """Where the data is: options the server and the data tools share."""
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=DEFAULT_DATA_DIR,
+        help="folder for the default SQLite database (chat.db); created if missing",
+    )
+    parser.add_argument(
+        "--db",
+        metavar="URL",
+        default=argparse.SUPPRESS,
+        help="SQLAlchemy async database URL, e.g. sqlite+aiosqlite:///path/chat.db or "
+        "postgresql+asyncpg://user@host/db (default: chat.db in --data-dir)",
+    )
+
+
+def database_url(args: argparse.Namespace) -> str:
+    """The URL the options name, as the server would resolve it."""
+    return Settings(data_dir=args.data_dir, db_url=getattr(args, "db", None)).database_url
 
 
 def add_token_options(parser: argparse.ArgumentParser) -> None:
@@ -101,19 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--port", type=_port, default=DEFAULT_PORT, help="TCP port (0 picks a free one)"
     )
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        default=DEFAULT_DATA_DIR,
-        help="folder for the default SQLite database (chat.db); created if missing",
-    )
-    parser.add_argument(
-        "--db",
-        metavar="URL",
-        default=argparse.SUPPRESS,
-        help="SQLAlchemy async database URL, e.g. sqlite+aiosqlite:///path/chat.db or "
-        "postgresql+asyncpg://user@host/db (default: chat.db in --data-dir)",
-    )
+    add_database_options(parser)
     add_token_options(parser)
     parser.add_argument(
         "--jwt-public-key",
