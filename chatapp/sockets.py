@@ -66,7 +66,7 @@ class _Socket(BaseHandler, WebSocketHandler):
     ) -> None:
         self.service = service
         self.auth = auth
-        self.settings_ = settings
+        self.options = settings
         self.metrics = metrics
         self.id = f"c{next(_connection_ids)}"
         self.identity = Identity(User("", ""))
@@ -86,11 +86,11 @@ class _Socket(BaseHandler, WebSocketHandler):
     def prepare(self) -> None:
         """Refuse before the upgrade: hostile origin 403, no identity 401, over a cap 429."""
         connection_id.set(self.id)
-        if not origin_allowed(self, self.settings_):
+        if not origin_allowed(self, self.options):
             origin = self.request.headers.get("Origin")
             raise ApiError(403, "forbidden_origin", f"origin {origin!r} is not allowed")
         self.identity = self.identify(self.auth)
-        self.address = client_address(self, self.settings_)
+        self.address = client_address(self, self.options)
         refusal = self.service.admission(
             self.identity.user.id, None if is_loopback(self.address) else self.address
         )
@@ -107,7 +107,7 @@ class _Socket(BaseHandler, WebSocketHandler):
         self.set_nodelay(True)
         stream = self.ws_connection.stream if self.ws_connection else None
         if stream is not None:
-            stream.max_write_buffer_size = self.settings_.max_client_backlog
+            stream.max_write_buffer_size = self.options.max_client_backlog
         self.service.connect(self, self.address)
         if self.identity.expires_at is not None:
             self._expiry = IOLoop.current().call_later(
@@ -164,6 +164,17 @@ class _Socket(BaseHandler, WebSocketHandler):
         if self._rejected > MAX_REJECTED_FRAMES:
             self.close(CloseCode.POLICY_VIOLATION, "flooding past the rate limit")
         return False
+
+    def _pipelined(self, work: Awaitable[None]) -> Awaitable[None] | None:
+        """Run a post without waiting, so the next frame can join the same commit.
+
+        Past MAX_INFLIGHT_PER_CONNECTION the work is returned instead, and
+        Tornado waits for it before reading on: backpressure on a flooding client.
+        """
+        if len(self._tasks) < MAX_INFLIGHT_PER_CONNECTION:
+            self._spawn(work)
+            return None
+        return work
 
     def _spawn(self, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)
@@ -232,11 +243,7 @@ class ChatSocket(_Socket):
         service = self.service
         match frame:
             case protocol.PostMessage():
-                work = self._guarded(lambda: self._post(frame), frame.client_id)
-                if len(self._tasks) < MAX_INFLIGHT_PER_CONNECTION:
-                    self._spawn(work)  # pipelined: the next frame can join the same commit
-                    return None
-                return work  # Tornado waits for it before reading on: backpressure
+                return self._pipelined(self._guarded(lambda: self._post(frame), frame.client_id))
             case protocol.Join():
                 return self._guarded(
                     lambda: service.join(self, frame.room, frame.since, frame.limit)
@@ -294,11 +301,7 @@ class TextSocket(_Socket):
         except ProtocolError as exc:
             self.report(exc)
             return None
-        work = self._guarded(lambda: self._post(text))
-        if len(self._tasks) < MAX_INFLIGHT_PER_CONNECTION:
-            self._spawn(work)
-            return None
-        return work
+        return self._pipelined(self._guarded(lambda: self._post(text)))
 
     async def _post(self, text: str) -> None:
         await self.service.post(self, DEFAULT_ROOM, text, None)
