@@ -66,7 +66,7 @@ class _Socket(BaseHandler, WebSocketHandler):
     ) -> None:
         self.service = service
         self.auth = auth
-        self.options = settings
+        self.config = settings
         self.metrics = metrics
         self.id = f"c{next(_connection_ids)}"
         self.identity = Identity(User("", ""))
@@ -86,11 +86,11 @@ class _Socket(BaseHandler, WebSocketHandler):
     def prepare(self) -> None:
         """Refuse before the upgrade: hostile origin 403, no identity 401, over a cap 429."""
         connection_id.set(self.id)
-        if not origin_allowed(self, self.options):
+        if not origin_allowed(self, self.config):
             origin = self.request.headers.get("Origin")
             raise ApiError(403, "forbidden_origin", f"origin {origin!r} is not allowed")
         self.identity = self.identify(self.auth)
-        self.address = client_address(self, self.options)
+        self.address = client_address(self, self.config)
         refusal = self.service.admission(
             self.identity.user.id, None if is_loopback(self.address) else self.address
         )
@@ -107,7 +107,7 @@ class _Socket(BaseHandler, WebSocketHandler):
         self.set_nodelay(True)
         stream = self.ws_connection.stream if self.ws_connection else None
         if stream is not None:
-            stream.max_write_buffer_size = self.options.max_client_backlog
+            stream.max_write_buffer_size = self.config.max_client_backlog
         self.service.connect(self, self.address)
         if self.identity.expires_at is not None:
             self._expiry = IOLoop.current().call_later(
