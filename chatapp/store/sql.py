@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Row, event, insert, select, text, tuple_, update
@@ -90,6 +91,24 @@ def create_engine(url: str) -> AsyncEngine:
     return engine
 
 
+def _check_sqlite_path(engine: AsyncEngine) -> None:
+    """Refuse an SQLite path that cannot be a database file before connecting to it.
+
+    A failed aiosqlite connect can leave its worker thread reporting to a loop
+    that is already closed (a traceback at exit), so fail early instead.
+    """
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        return
+    if database.startswith("file:"):
+        return  # a URI filename; SQLite parses it
+    path = Path(database)
+    if path.is_dir():
+        raise StoreError(f"cannot open database {database!r}: it is a directory")
+    if not path.parent.is_dir():
+        raise StoreError(f"cannot open database {database!r}: no directory {str(path.parent)!r}")
+
+
 def _first_line(exc: BaseException) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
@@ -97,6 +116,7 @@ def _first_line(exc: BaseException) -> str:
 async def open_store(url: str) -> SqlStore:
     """Connect, bring the schema up to date, and return a ready store."""
     engine = create_engine(url)
+    _check_sqlite_path(engine)
     try:
         await migrate.upgrade(engine)
     except migrate.UnknownRevision as exc:
