@@ -48,6 +48,12 @@ MAX_FRAME_BYTES = 64 * 1024
 #: Default and largest page of history.
 DEFAULT_HISTORY_LIMIT = 50
 MAX_HISTORY_LIMIT = 200
+#: Default and largest number of search hits; longest search query, in characters.
+DEFAULT_SEARCH_LIMIT = 20
+MAX_SEARCH_LIMIT = 100
+MAX_SEARCH_QUERY_CHARS = 256
+#: Largest seq (and so ``before``/``since``) there can be: the database column is 32-bit.
+MAX_SEQ = 2**31 - 1
 #: Most messages replayed after ``since`` before the server sends only the newest page.
 MAX_REPLAY = 1000
 #: Minimum burst of the per-connection rate limit, in frames.

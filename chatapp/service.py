@@ -17,11 +17,18 @@ from typing import Protocol
 from chatapp import protocol
 from chatapp.auth import Identity
 from chatapp.broker import Broker, MessageEvent, TypingEvent
-from chatapp.codes import DEFAULT_HISTORY_LIMIT, MAX_REPLAY, ErrorCode
+from chatapp.codes import (
+    DEFAULT_HISTORY_LIMIT,
+    DEFAULT_SEARCH_LIMIT,
+    MAX_REPLAY,
+    MAX_SEARCH_LIMIT,
+    ErrorCode,
+)
 from chatapp.hub import Hub, Member
 from chatapp.metrics import Metrics
-from chatapp.model import Appended, NewMessage, Page
+from chatapp.model import Appended, NewMessage, Page, SearchHit
 from chatapp.protocol import ProtocolError
+from chatapp.retention import Retention
 from chatapp.store import Store
 from chatapp.writer import BatchWriter, WriteFailed, WriterClosed
 from chatapp.wsframe import text_frame
@@ -44,8 +51,10 @@ class ChatService:
         *,
         max_per_user: int = 0,
         max_per_address: int = 0,
+        retention_days: float = 0,
     ) -> None:
         self._store = store
+        self._retention = Retention(store, retention_days) if retention_days > 0 else None
         self._hub = hub
         self._broker = broker
         self._metrics = metrics
@@ -62,6 +71,8 @@ class ChatService:
 
     def start(self) -> None:
         self._writer.start()
+        if self._retention is not None:
+            self._retention.start()
 
     async def drain(self) -> None:
         """Refuse new messages; commit, deliver and acknowledge everything queued."""
@@ -69,6 +80,8 @@ class ChatService:
 
     async def close(self) -> None:
         """Release the broker and the store (after ``drain``)."""
+        if self._retention is not None:
+            await self._retention.close()
         await self._writer.close()
         await self._broker.close()
         await self._store.close()
@@ -131,11 +144,15 @@ class ChatService:
         self._require_access(conn, room)
         page_size = protocol.clamp_limit(limit, DEFAULT_HISTORY_LIMIT)
         self._hub.begin_join(conn, room)
-        await self._broker.subscribe(room)
-        replay = await self._replay(room, since, page_size) if since is not None else None
-        if replay is None:
-            newest = await self._store.latest(room, page_size)
-            replay = [newest], newest.messages[-1].seq if newest.messages else 0
+        try:
+            await self._broker.subscribe(room)
+            replay = await self._replay(room, since, page_size) if since is not None else None
+            if replay is None:
+                newest = await self._store.latest(room, page_size)
+                replay = [newest], newest.messages[-1].seq if newest.messages else 0
+        except BaseException:
+            await self.leave(conn, room)  # no half-joined member buffering events forever
+            raise
         pages, floor = replay
         if not self._hub.is_member(conn, room):
             return  # left or disconnected while the history was read
@@ -152,15 +169,20 @@ class ChatService:
         if len(missed) > MAX_REPLAY:
             return None
         if missed:
+            # seq is gapless: a first seq above since + 1 means the ones between were pruned
+            gone = missed[0].seq if missed[0].seq > since + 1 else None
             pages = [
-                Page(missed[i : i + page_size], has_more=False)
+                Page(missed[i : i + page_size], has_more=False, pruned_before=None if i else gone)
                 for i in range(0, len(missed), page_size)
             ]
             return pages, missed[-1].seq
         newest = await self._store.latest(room, 1)
-        if (newest.messages[-1].seq if newest.messages else 0) < since:
+        # with every message pruned, the newest seq is the one before pruned_before
+        last = newest.messages[-1].seq if newest.messages else (newest.pruned_before or 1) - 1
+        if last < since:
             return None
-        return [Page([], has_more=False)], since
+        gone = newest.pruned_before if not newest.messages and since < last else None
+        return [Page([], has_more=False, pruned_before=gone)], since
 
     def _history_frames(self, conn: Connection, room: str, pages: Sequence[Page]) -> bytes:
         if conn.text_mode:
@@ -168,7 +190,9 @@ class ChatService:
                 text_frame(protocol.text_line(m)) for page in pages for m in page.messages
             )
         return b"".join(
-            text_frame(protocol.encode_history(room, page.messages, page.has_more))
+            text_frame(
+                protocol.encode_history(room, page.messages, page.has_more, page.pruned_before)
+            )
             for page in pages
         )
 
@@ -203,6 +227,21 @@ class ChatService:
         if before is None:
             return await self._store.latest(room, size)
         return await self._store.before(room, before, size)
+
+    async def search(
+        self, identity: Identity, query: str, room: str | None, limit: int | None
+    ) -> list[SearchHit]:
+        """Messages matching ``query``, best first: in ``room``, or in every room ``identity``
+        may use."""
+        size = min(limit or DEFAULT_SEARCH_LIMIT, MAX_SEARCH_LIMIT)
+        rooms: list[str] | None = None
+        if room is not None:
+            if not identity.may_use(room):
+                raise ProtocolError(ErrorCode.FORBIDDEN, f"no access to room {room!r}")
+            rooms = [room]
+        elif identity.rooms is not None:
+            rooms = [name for name in await self._store.room_names() if identity.may_use(name)]
+        return await self._store.search(query, rooms, size)
 
     async def history(self, conn: Connection, room: str, before: int, limit: int | None) -> None:
         self._require_access(conn, room)

@@ -85,7 +85,13 @@ class BatchWriter:
             self._wakeup.clear()
             while self._queue:
                 batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
-                await self._commit(batch)
+                try:
+                    await self._commit(batch)
+                except Exception:  # never let one batch stop the only writer
+                    log.exception("committing a batch failed unexpectedly")
+                    for pending in batch:
+                        if not pending.done.done():
+                            pending.done.set_exception(WriteFailed("internal error"))
             if self._closed:
                 return
 
@@ -103,7 +109,10 @@ class BatchWriter:
             if not batch[0].done.done():
                 batch[0].done.set_exception(WriteFailed("the message could not be stored"))
             return
-        self._on_batch(len(batch), time.perf_counter() - started)  # size, commit time
+        try:
+            self._on_batch(len(batch), time.perf_counter() - started)  # size, commit time
+        except Exception:
+            log.exception("the batch observer failed")
         fresh = [
             MessageEvent(r.message, p.origin)
             for p, r in zip(batch, results, strict=True)

@@ -1,0 +1,579 @@
+"""SqlStore behaviour, run against SQLite and PostgreSQL alike.
+
+Every test gets a fresh database: a temporary SQLite file, or a PostgreSQL
+database with a unique name created on the server at 127.0.0.1:5432 (trust
+auth) and dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from importlib.resources import as_file, files
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, text
+from sqlalchemy.exc import IntegrityError
+from tornado.ioloop import IOLoop
+
+from chatapp.model import NewMessage, StoredMessage, User
+from chatapp.store import StoreError
+from chatapp.store.schema import Base
+from chatapp.store.sql import SqlStore, create_engine, open_store
+
+PG_HOST = "127.0.0.1"
+PG_PORT = 5432
+PG_USER = "postgres"
+PG_ADMIN_DB = "test"
+
+ALICE = User(id="u-alice", name="Alice")
+BOB = User(id="u-bob", name="Bob")
+T0 = datetime(2026, 11, 26, 12, 0, 0, 123456, tzinfo=UTC)
+
+
+async def _pg_admin(statement: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database=PG_ADMIN_DB)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+    ]
+)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path, io_loop: IOLoop) -> Iterator[str]:
+    """The URL of a fresh, empty database on each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}"
+        return
+    name = f"chatapp_test_{uuid.uuid4().hex[:16]}"
+    io_loop.run_sync(lambda: _pg_admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+    finally:
+        io_loop.run_sync(lambda: _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def store(db_url: str, io_loop: IOLoop) -> Iterator[SqlStore]:
+    """A migrated store on the fresh database, closed after the test."""
+    opened = io_loop.run_sync(lambda: open_store(db_url))
+    yield opened
+    io_loop.run_sync(opened.close)
+
+
+def msg(
+    room: str = "general",
+    body: str = "hi",
+    user: User = ALICE,
+    client_id: str | None = None,
+    at: datetime = T0,
+) -> NewMessage:
+    return NewMessage(room=room, user=user, text=body, client_id=client_id, created_at=at)
+
+
+def seqs(messages: list[StoredMessage]) -> list[int]:
+    return [m.seq for m in messages]
+
+
+async def fill(store: SqlStore, room: str, count: int) -> list[StoredMessage]:
+    """Store ``count`` messages "m1".."mN" in ``room``, one batch."""
+    results = await store.append([msg(room, f"m{i}") for i in range(1, count + 1)])
+    return [r.message for r in results]
+
+
+# --- sequence numbers -------------------------------------------------------
+
+
+async def test_first_message_of_a_room_gets_seq_1(store):
+    """A room's first stored message has seq 1."""
+    [result] = await store.append([msg("lobby", "first")])
+    assert result.message.seq == 1
+    assert result.duplicate is False
+
+
+async def test_seq_is_gapless_per_room_across_batches_and_rooms(store):
+    """Interleaved batches over two rooms give each room its own 1, 2, 3, ... sequence."""
+    await store.append([msg("a"), msg("b"), msg("a")])
+    await store.append([msg("b")])
+    await store.append([msg("a"), msg("a"), msg("b"), msg("c")])
+    assert seqs((await store.latest("a", 50)).messages) == [1, 2, 3, 4]
+    assert seqs((await store.latest("b", 50)).messages) == [1, 2, 3]
+    assert seqs((await store.latest("c", 50)).messages) == [1]
+
+
+async def test_batch_is_stored_in_order_and_results_match_input(store):
+    """Results follow the input order, and the room reads back in that same order."""
+    batch = [msg("general", f"n{i}", user=ALICE if i % 2 else BOB) for i in range(10)]
+    results = await store.append(batch)
+    assert [r.message.text for r in results] == [m.text for m in batch]
+    assert seqs([r.message for r in results]) == list(range(1, 11))
+    stored = (await store.latest("general", 50)).messages
+    assert [m.text for m in stored] == [m.text for m in batch]
+    assert [m.user for m in stored] == [m.user for m in batch]
+
+
+async def test_ids_are_unique_and_increase_in_commit_order(store):
+    """Message ids are distinct and grow with commit order, across rooms and batches."""
+    first = await store.append([msg("a"), msg("b")])
+    second = await store.append([msg("a")])
+    ids = [r.message.id for r in first + second]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == 3
+
+
+async def test_appended_message_reads_back_identically(store):
+    """What append returns equals what a later read returns, field for field."""
+    [result] = await store.append([msg("general", "exact", client_id="c1")])
+    [read] = (await store.latest("general", 1)).messages
+    assert read == result.message
+    assert read.user == ALICE
+    assert read.client_id == "c1"
+    assert read.room == "general"
+
+
+async def test_empty_batch_stores_nothing(store):
+    """Appending an empty batch returns no results and stores nothing."""
+    assert await store.append([]) == []
+    assert (await store.latest("general", 10)).messages == []
+
+
+async def test_failed_batch_stores_nothing_and_consumes_no_seq(store):
+    """A batch that fails in the database is rolled back whole: no message, no seq used up."""
+    broken = NewMessage(room="fresh", user=ALICE, text=None, client_id=None, created_at=T0)  # type: ignore[arg-type]
+    with pytest.raises(IntegrityError):
+        await store.append([msg("fresh", "ok"), broken])
+    assert (await store.latest("fresh", 10)).messages == []
+    [result] = await store.append([msg("fresh", "after")])
+    assert result.message.seq == 1
+
+
+# --- idempotency ----------------------------------------------------------------
+
+
+async def test_resent_client_id_across_batches_returns_the_original_as_duplicate(store):
+    """Resending a user's client_id later stores nothing and returns the original message."""
+    [original] = await store.append([msg("general", "hello", client_id="c1")])
+    [again] = await store.append([msg("general", "hello (retry)", client_id="c1")])
+    assert again.duplicate is True
+    assert again.message == original.message
+    assert again.message.text == "hello"
+    assert seqs((await store.latest("general", 10)).messages) == [1]
+
+
+async def test_duplicate_does_not_consume_a_seq(store):
+    """After a refused duplicate the next new message continues the sequence without a gap."""
+    await store.append([msg("general", "a", client_id="c1")])
+    results = await store.append([msg("general", "a", client_id="c1"), msg("general", "b")])
+    assert [r.duplicate for r in results] == [True, False]
+    assert results[1].message.seq == 2
+
+
+async def test_same_client_id_twice_in_one_batch_is_stored_once(store):
+    """Within one batch the second copy of a client_id is the first one, marked duplicate."""
+    results = await store.append(
+        [
+            msg("general", "one", client_id="c1"),
+            msg("general", "two"),
+            msg("general", "one again", client_id="c1"),
+            msg("general", "three"),
+        ]
+    )
+    assert [r.duplicate for r in results] == [False, False, True, False]
+    assert results[2].message == results[0].message
+    assert seqs([r.message for r in results]) == [1, 2, 1, 3]
+    stored = (await store.latest("general", 10)).messages
+    assert [m.text for m in stored] == ["one", "two", "three"]
+
+
+async def test_duplicate_in_batch_of_message_stored_earlier_returns_the_stored_original(store):
+    """A batch repeating an earlier client_id twice yields the stored original both times."""
+    [original] = await store.append([msg("general", "orig", client_id="c1")])
+    results = await store.append(
+        [msg("general", "x", client_id="c1"), msg("general", "y", client_id="c1")]
+    )
+    assert [r.duplicate for r in results] == [True, True]
+    assert results[0].message == results[1].message == original.message
+
+
+async def test_same_client_id_from_another_user_is_a_different_message(store):
+    """client_id is scoped to the user: another user's equal client_id is stored anew."""
+    [mine] = await store.append([msg("general", "from alice", user=ALICE, client_id="c1")])
+    [theirs] = await store.append([msg("general", "from bob", user=BOB, client_id="c1")])
+    assert theirs.duplicate is False
+    assert theirs.message.id != mine.message.id
+    assert theirs.message.seq == 2
+    assert theirs.message.user == BOB
+
+
+async def test_same_client_id_from_two_users_in_one_batch_stores_both(store):
+    """Two users using the same client_id in one batch each get their own message."""
+    results = await store.append(
+        [msg(user=ALICE, client_id="same"), msg(user=BOB, client_id="same")]
+    )
+    assert [r.duplicate for r in results] == [False, False]
+    assert seqs([r.message for r in results]) == [1, 2]
+
+
+async def test_messages_without_client_id_are_never_deduplicated(store):
+    """Identical messages without client_id are each stored."""
+    results = await store.append([msg(body="same"), msg(body="same")])
+    results += await store.append([msg(body="same")])
+    assert [r.duplicate for r in results] == [False, False, False]
+    assert len((await store.latest("general", 10)).messages) == 3
+
+
+async def test_client_id_is_deduplicated_across_rooms(store):
+    """A user's client_id identifies one message: resent to another room, it is the original."""
+    [original] = await store.append([msg("a", client_id="c1")])
+    [again] = await store.append([msg("b", client_id="c1")])
+    assert again.duplicate is True
+    assert again.message == original.message
+    assert (await store.latest("b", 10)).messages == []
+
+
+# --- pages ---------------------------------------------------------------------
+
+
+async def test_latest_returns_newest_messages_oldest_first_with_has_more(store):
+    """latest(limit) gives the newest ``limit`` messages oldest first; has_more if older exist."""
+    await fill(store, "general", 5)
+    page = await store.latest("general", 3)
+    assert seqs(page.messages) == [3, 4, 5]
+    assert page.has_more is True
+
+
+async def test_latest_covering_the_whole_room_has_no_more(store):
+    """When the page holds every message of the room, has_more is false."""
+    await fill(store, "general", 3)
+    exact = await store.latest("general", 3)
+    assert seqs(exact.messages) == [1, 2, 3]
+    assert exact.has_more is False
+    larger = await store.latest("general", 10)
+    assert seqs(larger.messages) == [1, 2, 3]
+    assert larger.has_more is False
+
+
+async def test_latest_of_an_unknown_room_is_empty(store):
+    """A room nobody wrote to has an empty page without more."""
+    page = await store.latest("nobody-here", 10)
+    assert page.messages == []
+    assert page.has_more is False
+
+
+async def test_before_returns_the_newest_messages_below_a_seq(store):
+    """before(seq, limit) gives the newest ``limit`` messages with a smaller seq, oldest first."""
+    await fill(store, "general", 10)
+    page = await store.before("general", 8, 3)
+    assert seqs(page.messages) == [5, 6, 7]
+    assert page.has_more is True
+
+
+async def test_before_reaching_the_first_message_has_no_more(store):
+    """A page that includes seq 1 has has_more false, even when exactly full."""
+    await fill(store, "general", 10)
+    exact = await store.before("general", 4, 3)
+    assert seqs(exact.messages) == [1, 2, 3]
+    assert exact.has_more is False
+    short = await store.before("general", 3, 5)
+    assert seqs(short.messages) == [1, 2]
+    assert short.has_more is False
+
+
+async def test_before_first_seq_is_empty(store):
+    """Nothing is older than seq 1."""
+    await fill(store, "general", 3)
+    page = await store.before("general", 1, 10)
+    assert page.messages == []
+    assert page.has_more is False
+
+
+async def test_before_beyond_the_newest_is_the_latest_page(store):
+    """A before above the newest seq pages back from the newest message."""
+    await fill(store, "general", 4)
+    page = await store.before("general", 100, 2)
+    assert seqs(page.messages) == [3, 4]
+    assert page.has_more is True
+
+
+@pytest.mark.parametrize("huge", [2**31, 2**63], ids=["2^31", "2^63"])
+async def test_before_far_beyond_any_seq_is_the_latest_page(store, huge):
+    """A before larger than any seq the database can hold still pages back from the newest."""
+    await fill(store, "general", 4)
+    page = await store.before("general", huge, 2)
+    assert seqs(page.messages) == [3, 4]
+    assert page.has_more is True
+
+
+async def test_paging_back_visits_every_message_once(store):
+    """Following has_more with before=first seq walks the whole room without gap or repeat."""
+    await fill(store, "general", 11)
+    page = await store.latest("general", 4)
+    seen = seqs(page.messages)
+    while page.has_more:
+        page = await store.before("general", page.messages[0].seq, 4)
+        seen = seqs(page.messages) + seen
+    assert seen == list(range(1, 12))
+
+
+async def test_after_returns_the_oldest_messages_above_a_seq(store):
+    """after(since, limit) gives the oldest ``limit`` messages with a greater seq, in order."""
+    await fill(store, "general", 10)
+    assert seqs(await store.after("general", 3, 4)) == [4, 5, 6, 7]
+    assert seqs(await store.after("general", 0, 100)) == list(range(1, 11))
+
+
+async def test_after_the_newest_is_empty(store):
+    """Nothing follows the newest message."""
+    await fill(store, "general", 3)
+    assert await store.after("general", 3, 10) == []
+    assert await store.after("general", 50, 10) == []
+
+
+@pytest.mark.parametrize("huge", [2**31, 2**63], ids=["2^31", "2^63"])
+async def test_after_far_beyond_any_seq_is_empty(store, huge):
+    """A since larger than any seq the database can hold yields nothing, not a database error."""
+    await fill(store, "general", 3)
+    assert await store.after("general", huge, 10) == []
+
+
+async def test_pages_never_mix_rooms(store):
+    """latest, before and after only return messages of the room asked for."""
+    await store.append([msg("a", "a1"), msg("b", "b1"), msg("a", "a2"), msg("b", "b2")])
+    assert [m.text for m in (await store.latest("a", 10)).messages] == ["a1", "a2"]
+    assert [m.text for m in (await store.before("b", 3, 10)).messages] == ["b1", "b2"]
+    assert [m.text for m in await store.after("a", 0, 10)] == ["a1", "a2"]
+
+
+# --- time ----------------------------------------------------------------------
+
+
+async def test_created_at_round_trips_as_timezone_aware_utc(store):
+    """A UTC timestamp reads back as the same aware UTC datetime, microseconds included."""
+    await store.append([msg(at=T0)])
+    [read] = (await store.latest("general", 1)).messages
+    assert read.created_at == T0
+    assert read.created_at.utcoffset() == timedelta(0)
+    assert read.created_at.microsecond == 123456
+
+
+async def test_created_at_with_another_offset_reads_back_as_the_same_instant(store):
+    """A timestamp given with a non-UTC offset is stored as the same instant, read back in UTC."""
+    plus_two = datetime(2026, 11, 26, 14, 0, 0, tzinfo=timezone(timedelta(hours=2)))
+    [result] = await store.append([msg(at=plus_two)])
+    [read] = (await store.latest("general", 1)).messages
+    assert read.created_at == plus_two  # 12:00 UTC, not 14:00 UTC
+    assert read.created_at.utcoffset() == timedelta(0)
+    assert read == result.message
+
+
+# --- constraints and schema ------------------------------------------------------
+
+
+async def test_database_rejects_a_duplicate_room_seq(store, db_url):
+    """The (room, seq) unique constraint lives in the database itself, not only in the code."""
+    await store.append([msg("general", "first")])
+    engine = create_engine(db_url)
+    insert = text(
+        "INSERT INTO messages (room, seq, user_id, user_name, text, created_at)"
+        " VALUES ('general', :seq, 'intruder', 'Intruder', 'sneaky', :at)"
+    )
+    try:
+        async with engine.begin() as conn:  # a fresh seq is fine: the row itself is valid
+            await conn.execute(insert, {"seq": 2, "at": T0})
+        with pytest.raises(IntegrityError):
+            async with engine.begin() as conn:
+                await conn.execute(insert, {"seq": 1, "at": T0})
+    finally:
+        await engine.dispose()
+
+
+async def test_database_rejects_a_duplicate_user_client_id(store, db_url):
+    """The (user_id, client_id) unique constraint lives in the database itself."""
+    await store.append([msg("general", "first", client_id="c1")])
+    engine = create_engine(db_url)
+    insert = text(
+        "INSERT INTO messages (room, seq, user_id, user_name, text, created_at, client_id)"
+        " VALUES ('general', 99, :user, 'Alice', 'again', :at, 'c1')"
+    )
+    try:
+        with pytest.raises(IntegrityError):
+            async with engine.begin() as conn:
+                await conn.execute(insert, {"user": ALICE.id, "at": T0})
+    finally:
+        await engine.dispose()
+
+
+def _head_revision() -> str:
+    with as_file(files("chatapp.migrations")) as path:
+        head = ScriptDirectory(str(path)).get_current_head()
+    assert head is not None
+    return head
+
+
+async def test_fresh_database_gets_the_schema_and_alembic_head(store, db_url):
+    """Opening an empty database creates the tables and stamps the newest migration."""
+    engine = create_engine(db_url)
+    try:
+        async with engine.connect() as conn:
+            tables = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
+            columns = await conn.run_sync(
+                lambda c: {col["name"] for col in inspect(c).get_columns("messages")}
+            )
+            version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).all()
+    finally:
+        await engine.dispose()
+    assert {"rooms", "messages", "alembic_version"} <= tables
+    assert columns == {
+        "id",
+        "room",
+        "seq",
+        "user_id",
+        "user_name",
+        "text",
+        "created_at",
+        "client_id",
+    }
+    assert version == [(_head_revision(),)]
+
+
+def _modelled_tables(name: str | None, type_: str, _parents: object) -> bool:
+    """Compare the tables the models describe; migrations may add others (e.g. search)."""
+    return type_ != "table" or name in Base.metadata.tables
+
+
+async def test_migrated_schema_matches_the_models(store, db_url):
+    """Autogenerate finds no difference between the migrated tables and schema.py."""
+    engine = create_engine(db_url)
+    try:
+        async with engine.connect() as conn:
+            diff = await conn.run_sync(
+                lambda c: compare_metadata(
+                    MigrationContext.configure(c, opts={"include_name": _modelled_tables}),
+                    Base.metadata,
+                )
+            )
+    finally:
+        await engine.dispose()
+    assert diff == []
+
+
+async def test_reopening_a_populated_database_keeps_its_data_and_sequence(db_url):
+    """Opening an existing database again migrates nothing away: messages stay, seq continues."""
+    first = await open_store(db_url)
+    try:
+        before = await first.append(
+            [msg("general", "one", client_id="c1"), msg("general", "two"), msg("other", "x")]
+        )
+    finally:
+        await first.close()
+    second = await open_store(db_url)
+    try:
+        kept = (await second.latest("general", 10)).messages
+        assert kept == [r.message for r in before[:2]]
+        assert (await second.latest("other", 10)).messages == [before[2].message]
+        [again] = await second.append([msg("general", "one", client_id="c1")])
+        assert again.duplicate is True
+        [next_one] = await second.append([msg("general", "three")])
+        assert next_one.message.seq == 3
+    finally:
+        await second.close()
+
+
+async def test_ping_succeeds_on_a_working_database(store):
+    """ping returns quietly when the database answers."""
+    await store.ping()
+
+
+async def test_description_names_the_database_without_password():
+    """description is safe to log: the password is masked."""
+    engine = create_engine("postgresql+asyncpg://bob:s3cret@db.example:5432/chat")
+    store = SqlStore(engine)
+    try:
+        assert "s3cret" not in store.description
+        assert "db.example" in store.description
+    finally:
+        await store.close()
+
+
+# --- opening errors ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", ["", "not a url", "sqlite+aiosqlite"])
+def test_unparsable_url_raises_store_error(url):
+    """A URL SQLAlchemy cannot parse raises StoreError saying the URL is bad."""
+    with pytest.raises(StoreError, match="bad database URL"):
+        create_engine(url)
+
+
+def test_unknown_dialect_raises_store_error():
+    """An unknown dialect or driver name raises StoreError, not a SQLAlchemy exception."""
+    with pytest.raises(StoreError, match="bad database URL"):
+        create_engine("postgresql+nosuchdriver://bob@localhost/chat")
+
+
+def test_missing_driver_raises_store_error_naming_it():
+    """A driver that is not installed raises StoreError naming the missing module."""
+    with pytest.raises(StoreError, match=r"not installed \(aiomysql\)"):
+        create_engine("mysql+aiomysql://bob@localhost/chat")
+
+
+def test_sync_driver_raises_store_error():
+    """A synchronous driver where an async one is needed raises StoreError."""
+    with pytest.raises(StoreError, match="async"):
+        create_engine("sqlite:///chat.db")
+
+
+def test_store_error_for_bad_url_does_not_reveal_the_password():
+    """Opening errors end up in logs, so they never contain the URL's password."""
+    with pytest.raises(StoreError) as info:
+        create_engine("postgresql+nosuchdriver://bob:s3cret@localhost/chat")
+    assert "s3cret" not in str(info.value)
+
+
+async def test_open_store_on_missing_directory_raises_store_error(tmp_path):
+    """An SQLite file in a missing directory raises StoreError 'cannot open database'."""
+    with pytest.raises(StoreError, match="cannot open database"):
+        await open_store(f"sqlite+aiosqlite:///{tmp_path / 'missing' / 'chat.db'}")
+
+
+async def test_open_store_on_a_directory_raises_store_error(tmp_path):
+    """An SQLite path naming a directory raises StoreError 'cannot open database'."""
+    with pytest.raises(StoreError, match="cannot open database"):
+        await open_store(f"sqlite+aiosqlite:///{tmp_path}")
+
+
+async def test_open_store_on_unreachable_server_raises_store_error_without_password():
+    """A server that refuses the connection raises StoreError with the password masked."""
+    with pytest.raises(StoreError, match="cannot open database") as info:
+        await open_store("postgresql+asyncpg://bob:s3cret@127.0.0.1:1/chat")
+    assert "s3cret" not in str(info.value)
+
+
+async def test_ping_on_unreachable_server_raises_store_error():
+    """ping raises StoreError when the database does not answer."""
+    store = SqlStore(create_engine("postgresql+asyncpg://bob@127.0.0.1:1/chat"))
+    try:
+        with pytest.raises(StoreError, match="did not answer"):
+            await store.ping()
+    finally:
+        await store.close()
+
+
+@pytest.mark.postgres
+async def test_open_store_on_missing_postgres_database_raises_store_error():
+    """A PostgreSQL database that does not exist raises StoreError naming the problem."""
+    missing = f"chatapp_missing_{uuid.uuid4().hex[:12]}"
+    with pytest.raises(StoreError, match="does not exist"):
+        await open_store(f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/{missing}")

@@ -1,0 +1,284 @@
+"""The group-commit BatchWriter over a real SqlStore on SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from tornado.ioloop import IOLoop
+
+from chatapp.broker import MessageEvent
+from chatapp.model import Appended, NewMessage, Page, StoredMessage, User
+from chatapp.store.sql import SqlStore, open_store
+from chatapp.writer import BatchWriter, WriteFailed, WriterClosed
+
+ALICE = User(id="u-alice", name="Alice")
+POISON = "poison"
+#: Seconds after which a submit that never returns counts as a stalled writer.
+STALL_GUARD = 2.0
+
+
+@pytest.fixture
+def sql_store(tmp_path: Path, io_loop: IOLoop) -> Iterator[SqlStore]:
+    store = io_loop.run_sync(lambda: open_store(f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}"))
+    yield store
+    io_loop.run_sync(store.close)
+
+
+class WrappedStore:
+    """Delegates to a real store; records each attempted batch, fails any holding POISON.
+
+    With ``gate`` set, every append waits for it first, so a test can hold a
+    commit in flight while more messages queue up.
+    """
+
+    def __init__(self, inner: SqlStore) -> None:
+        self.inner = inner
+        self.attempts: list[list[str]] = []
+        self.gate: asyncio.Event | None = None
+
+    @property
+    def description(self) -> str:
+        return self.inner.description
+
+    async def append(self, batch: Sequence[NewMessage]) -> list[Appended]:
+        self.attempts.append([m.text for m in batch])
+        if self.gate is not None:
+            await self.gate.wait()
+        if any(m.text == POISON for m in batch):
+            raise RuntimeError("injected store failure")
+        return await self.inner.append(batch)
+
+    async def latest(self, room: str, limit: int) -> Page:
+        return await self.inner.latest(room, limit)
+
+    async def before(self, room: str, before: int, limit: int) -> Page:
+        return await self.inner.before(room, before, limit)
+
+    async def after(self, room: str, since: int, limit: int) -> list[StoredMessage]:
+        return await self.inner.after(room, since, limit)
+
+    async def ping(self) -> None:
+        await self.inner.ping()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+class Recorder:
+    """Collects what the writer reports: committed events and batch sizes."""
+
+    def __init__(self) -> None:
+        self.events: list[MessageEvent] = []
+        self.batches: list[int] = []
+        self.log: list[tuple[str, str]] = []
+
+    async def on_commit(self, events: Sequence[MessageEvent]) -> None:
+        self.events.extend(events)
+        self.log.extend(("commit", e.message.text) for e in events)
+
+    def on_batch(self, size: int, seconds: float) -> None:
+        self.batches.append(size)
+
+
+@asynccontextmanager
+async def running(
+    store: WrappedStore | SqlStore,
+    recorder: Recorder,
+    on_commit: Callable[[Sequence[MessageEvent]], object] | None = None,
+) -> AsyncIterator[BatchWriter]:
+    writer = BatchWriter(store, on_commit or recorder.on_commit, on_batch=recorder.on_batch)  # type: ignore[arg-type]
+    writer.start()
+    try:
+        yield writer
+    finally:
+        await writer.close()
+
+
+def new(body: str, client_id: str | None = None, room: str = "general") -> NewMessage:
+    return NewMessage(
+        room=room, user=ALICE, text=body, client_id=client_id, created_at=datetime.now(UTC)
+    )
+
+
+async def test_concurrent_submits_share_commits(sql_store):
+    """Messages submitted together are committed in fewer transactions than messages."""
+    recorder = Recorder()
+    async with running(sql_store, recorder) as writer:
+        results = await asyncio.gather(*(writer.submit(new(f"m{i}"), "c1") for i in range(30)))
+    assert sum(recorder.batches) == 30
+    assert len(recorder.batches) < 30
+    assert [r.message.text for r in results] == [f"m{i}" for i in range(30)]
+    assert sorted(r.message.seq for r in results) == list(range(1, 31))
+
+
+async def test_messages_queued_during_a_commit_form_the_next_batch(sql_store):
+    """While one commit is in flight, everything submitted meanwhile goes into one next batch."""
+    store = WrappedStore(sql_store)
+    store.gate = asyncio.Event()
+    recorder = Recorder()
+    async with running(store, recorder) as writer:
+        first = asyncio.ensure_future(writer.submit(new("lone"), "c1"))
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert store.attempts == [["lone"]]  # in flight, held at the gate
+        rest = [asyncio.ensure_future(writer.submit(new(f"q{i}"), "c1")) for i in range(5)]
+        await asyncio.sleep(0)
+        store.gate.set()
+        await asyncio.gather(first, *rest)
+    assert store.attempts == [["lone"], ["q0", "q1", "q2", "q3", "q4"]]
+    assert recorder.batches == [1, 5]
+
+
+async def test_lone_message_is_committed_without_waiting_for_company(sql_store):
+    """A single message is committed on its own, in a batch of one."""
+    recorder = Recorder()
+    async with running(sql_store, recorder) as writer:
+        result = await writer.submit(new("alone"), "c1")
+    assert result.message.seq == 1
+    assert result.duplicate is False
+    assert recorder.batches == [1]
+
+
+async def test_on_commit_gets_events_in_commit_order_before_submitters_hear_back(sql_store):
+    """Every message is published (in seq order, with its origin) before its submitter returns."""
+    recorder = Recorder()
+
+    async def send(i: int) -> None:
+        result = await writer.submit(new(f"m{i}"), f"conn{i % 3}")
+        recorder.log.append(("ack", result.message.text))
+
+    async with running(sql_store, recorder) as writer:
+        await asyncio.gather(*(send(i) for i in range(12)))
+        await send(12)
+
+    assert [e.message.seq for e in recorder.events] == list(range(1, 14))
+    assert [e.origin for e in recorder.events] == [f"conn{i % 3}" for i in range(13)]
+    for i in range(13):
+        assert recorder.log.index(("commit", f"m{i}")) < recorder.log.index(("ack", f"m{i}"))
+
+
+async def test_duplicates_are_answered_but_not_published_again(sql_store):
+    """A resent client_id gets the original back and produces no second on_commit event."""
+    recorder = Recorder()
+    async with running(sql_store, recorder) as writer:
+        first = await writer.submit(new("once", client_id="k1"), "c1")
+        again = await writer.submit(new("once", client_id="k1"), "c1")
+    assert again.duplicate is True
+    assert again.message == first.message
+    assert [e.message.text for e in recorder.events] == ["once"]
+
+
+async def test_close_commits_everything_queued(sql_store):
+    """close() waits until messages queued behind an in-flight commit are all stored."""
+    store = WrappedStore(sql_store)
+    store.gate = asyncio.Event()
+    recorder = Recorder()
+    writer = BatchWriter(store, recorder.on_commit, on_batch=recorder.on_batch)
+    writer.start()
+    pending = [asyncio.ensure_future(writer.submit(new(f"m{i}"), "c1")) for i in range(6)]
+    await asyncio.sleep(0)
+    closing = asyncio.ensure_future(writer.close())
+    await asyncio.sleep(0)
+    store.gate.set()
+    await closing
+    assert all(task.done() for task in pending)
+    assert [task.result().message.seq for task in pending] == [1, 2, 3, 4, 5, 6]
+    stored = (await sql_store.latest("general", 10)).messages
+    assert [m.text for m in stored] == [f"m{i}" for i in range(6)]
+
+
+async def test_submit_after_close_raises_writer_closed(sql_store):
+    """Once closed, the writer refuses new messages with WriterClosed and stores nothing."""
+    recorder = Recorder()
+    writer = BatchWriter(sql_store, recorder.on_commit, on_batch=recorder.on_batch)
+    writer.start()
+    await writer.close()
+    with pytest.raises(WriterClosed):
+        await writer.submit(new("too late"), "c1")
+    assert (await sql_store.latest("general", 10)).messages == []
+
+
+async def test_failure_of_one_message_does_not_fail_its_batch(sql_store):
+    """A message the store rejects fails alone with WriteFailed; its batch-mates are stored."""
+    store = WrappedStore(sql_store)
+    recorder = Recorder()
+    async with running(store, recorder) as writer:
+        outcomes = await asyncio.gather(
+            writer.submit(new("ok1"), "c1"),
+            writer.submit(new(POISON), "c2"),
+            writer.submit(new("ok2"), "c3"),
+            return_exceptions=True,
+        )
+    assert store.attempts[0] == ["ok1", POISON, "ok2"]  # they really shared a batch
+    ok1, failed, ok2 = outcomes
+    assert isinstance(failed, WriteFailed)
+    assert isinstance(ok1, Appended) and isinstance(ok2, Appended)
+    assert (ok1.message.seq, ok2.message.seq) == (1, 2)
+    assert [e.message.text for e in recorder.events] == ["ok1", "ok2"]
+    stored = (await sql_store.latest("general", 10)).messages
+    assert [m.text for m in stored] == ["ok1", "ok2"]
+
+
+async def test_writer_keeps_working_after_a_failed_message(sql_store):
+    """After a lone message fails with WriteFailed, the next message is stored normally."""
+    store = WrappedStore(sql_store)
+    recorder = Recorder()
+    async with running(store, recorder) as writer:
+        with pytest.raises(WriteFailed):
+            await writer.submit(new(POISON), "c1")
+        result = await writer.submit(new("fine"), "c1")
+    assert result.message.seq == 1
+    assert result.message.text == "fine"
+
+
+async def test_failing_on_commit_still_answers_submitters(sql_store):
+    """If publishing fails, the message is stored all the same and its submitter gets the result."""
+    recorder = Recorder()
+
+    async def broken_publish(events: Sequence[MessageEvent]) -> None:
+        raise RuntimeError("broker down")
+
+    async with running(sql_store, recorder, on_commit=broken_publish) as writer:
+        result = await writer.submit(new("stored anyway"), "c1")
+    assert result.message.seq == 1
+    assert [m.text for m in (await sql_store.latest("general", 10)).messages] == ["stored anyway"]
+
+
+async def test_cancelled_submitter_does_not_disturb_the_others(sql_store):
+    """A submitter that gives up while queued does not break the batch it was in."""
+    recorder = Recorder()
+    async with running(sql_store, recorder) as writer:
+        tasks = [asyncio.ensure_future(writer.submit(new(f"m{i}"), "c1")) for i in range(3)]
+        await asyncio.sleep(0)
+        tasks[1].cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        later = await writer.submit(new("later"), "c1")
+    assert tasks[0].result().message.seq == 1
+    assert tasks[2].result().message.seq == 3
+    assert later.message.seq == 4
+
+
+async def test_failing_batch_callback_does_not_stall_the_writer(sql_store):
+    """If the batch callback (metrics) raises, submitters still hear back and the writer goes on."""
+    recorder = Recorder()
+
+    def broken_metrics(size: int, seconds: float) -> None:
+        raise RuntimeError("metrics broke")
+
+    writer = BatchWriter(sql_store, recorder.on_commit, on_batch=broken_metrics)
+    writer.start()
+    try:
+        # wait_for only turns a stalled writer into a failure instead of a hung suite
+        first = await asyncio.wait_for(writer.submit(new("one"), "c1"), STALL_GUARD)
+        second = await asyncio.wait_for(writer.submit(new("two"), "c1"), STALL_GUARD)
+    finally:
+        with contextlib.suppress(RuntimeError):  # a dead writer task re-raises its error
+            await writer.close()
+    assert (first.message.seq, second.message.seq) == (1, 2)
+    assert [e.message.text for e in recorder.events] == ["one", "two"]
