@@ -2,7 +2,8 @@
 
 ``chat_factory`` builds the server from ``Settings`` (as ``python -m chatapp``
 does), ``app`` hands it to pytest-tornasync, which serves it on
-``http_server_port``; ``ws_url`` / ``http_url`` point at it.
+``http_server_port``; ``ws_url`` / ``http_url`` point at it. ``launch`` starts
+``python -m chatapp`` itself as a subprocess (helpers in ``procs.py``).
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
+from procs import Launch, Server, spawn_server, wait_ready
 from tornado.httpclient import HTTPRequest
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
@@ -90,6 +92,34 @@ def serve(settings: Settings, io_loop: IOLoop) -> Iterator[Callable[..., Awaitab
     for server, chat in started:
         server.stop()
         io_loop.run_sync(chat.service.close)
+
+
+@pytest.fixture
+def launch(io_loop: IOLoop, tmp_path: Path) -> Iterator[Launch]:
+    """Start ``python -m chatapp`` servers; every process left over is killed at teardown.
+
+    ``await launch(data_dir=None, *args, env=None)``: a server on a free port and
+    ``data_dir`` (``tmp_path / "data"`` by default) with extra CLI ``args`` and extra
+    environment variables ``env``, once GET /healthz answers.
+    """
+    started: list[Server] = []
+
+    async def start(
+        data_dir: Path | None = None, *args: str, env: Mapping[str, str] | None = None
+    ) -> Server:
+        log = tmp_path / f"server-{len(started)}.log"
+        server = await spawn_server(
+            data_dir or tmp_path / "data", *args, cwd=tmp_path, log=log, env=env
+        )
+        started.append(server)
+        await wait_ready(server)
+        return server
+
+    yield start
+    for server in started:
+        if server.proc.returncode is None:
+            server.proc.kill()
+            io_loop.run_sync(server.proc.wait, timeout=10)
 
 
 @pytest.fixture

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import sqlite3
-import sys
 from contextlib import closing
 
 from conftest import connect_json, post
+from procs import run_chatapp_async
 
 from chatapp.server import build
 
@@ -25,20 +25,12 @@ async def test_a_backup_taken_during_writes_restores_every_acknowledged_message(
         for i in range(100):
             await post(writer, f"during {i}")
 
-    backup = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "chatapp",
-        "backup",
-        str(copy),
-        "--data-dir",
-        str(settings.data_dir),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+    _, backup = await asyncio.gather(
+        keep_writing(),
+        run_chatapp_async("backup", str(copy), "--data-dir", str(settings.data_dir)),
     )
-    _, (out, err) = await asyncio.gather(keep_writing(), backup.communicate())
-    assert backup.returncode == 0, err.decode()
-    assert b"backed up" in out
+    assert backup.returncode == 0, backup.stderr
+    assert "backed up" in backup.stdout
 
     with closing(sqlite3.connect(copy)) as db:
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
@@ -55,17 +47,8 @@ async def test_a_backup_taken_during_writes_restores_every_acknowledged_message(
 
 async def test_backup_of_a_postgresql_url_explains_what_to_use(tmp_path):
     """Backup is for SQLite; other databases get a pointer to their own tools."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "chatapp",
-        "backup",
-        str(tmp_path / "x.db"),
-        "--db",
-        "postgresql+asyncpg://user:secret@localhost/chat",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+    result = await run_chatapp_async(
+        "backup", str(tmp_path / "x.db"), "--db", "postgresql+asyncpg://user:secret@localhost/chat"
     )
-    _, err = await proc.communicate()
-    assert proc.returncode == 1
-    assert b"pg_dump" in err and b"secret" not in err
+    assert result.returncode == 1
+    assert "pg_dump" in result.stderr and "secret" not in result.stderr

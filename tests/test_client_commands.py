@@ -3,72 +3,46 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 
 from conftest import connect_json, post
+from procs import run_chatapp_async, spawn_chatapp
 
 from chatapp.codes import MAX_TEXT_CHARS, CloseCode
 
 
-async def run(*args: str, timeout: float = 30) -> tuple[int, str, str]:
-    """Run ``python -m chatapp ARGS`` without blocking the server in this loop."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "chatapp",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={k: v for k, v in os.environ.items() if k != "CHATAPP_TOKEN"},
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
-
-
 async def test_send_exits_0_once_the_message_is_stored(ws_url):
     """``send`` waits for the ack, says where it was stored, and the message is there."""
-    code, out, _ = await run("send", "--url", ws_url, "--room", "ops", "deploy", "done")
-    assert code == 0 and "seq 1" in out
+    result = await run_chatapp_async("send", "--url", ws_url, "--room", "ops", "deploy", "done")
+    assert result.returncode == 0 and "seq 1" in result.stdout
     _, _, history = await connect_json(ws_url, "?room=ops")
     assert [m["text"] for m in history["messages"]] == ["deploy done"]
 
 
 async def test_send_exits_1_when_the_server_refuses(ws_url):
     """A message the server will not store (too long) exits 1 with the reason."""
-    code, _, err = await run("send", "--url", ws_url, "x" * (MAX_TEXT_CHARS + 1))
-    assert code == 1 and "too_long" in err
+    result = await run_chatapp_async("send", "--url", ws_url, "x" * (MAX_TEXT_CHARS + 1))
+    assert result.returncode == 1 and "too_long" in result.stderr
 
 
 async def test_send_exits_3_when_nobody_answers(unused_tcp_port_url):
     """No server: exit 3, so a script can retry later."""
-    code, _, err = await run("send", "--url", unused_tcp_port_url, "--timeout", "2", "hello")
-    assert code == 3 and "not acknowledged" in err
+    result = await run_chatapp_async(
+        "send", "--url", unused_tcp_port_url, "--timeout", "2", "hello"
+    )
+    assert result.returncode == 3 and "not acknowledged" in result.stderr
 
 
 async def test_send_rejects_a_non_websocket_url():
     """A URL that is not ws:// or wss:// is a usage error."""
-    code, _, err = await run("send", "--url", "http://127.0.0.1:1", "hi")
-    assert code == 2 and "ws://" in err
+    result = await run_chatapp_async("send", "--url", "http://127.0.0.1:1", "hi")
+    assert result.returncode == 2 and "ws://" in result.stderr
 
 
 async def test_tail_prints_history_then_live_and_resumes_after_a_drop(ws_url, chat):
     """``tail`` prints each message exactly once, in order, across a dropped connection."""
     writer, _, _ = await connect_json(ws_url)
     await post(writer, "one")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "chatapp",
-        "tail",
-        "--url",
-        ws_url,
-        "--since",
-        "0",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    proc = await spawn_chatapp("tail", "--url", ws_url, "--since", "0")
     assert proc.stdout is not None
     try:
         lines = [await asyncio.wait_for(proc.stdout.readline(), 10)]
