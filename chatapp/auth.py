@@ -37,7 +37,9 @@ GUEST_TOKEN_TTL = 3600
 GUEST_RENEWAL_WINDOW = 7 * 24 * 3600
 #: Longest display name kept; longer ones are cut.
 MAX_NAME_CHARS = 64
-#: Clock skew tolerated on ``exp``/``nbf``/``iat``, in seconds.
+#: Clock skew tolerated on ``nbf``/``iat``, in seconds. ``exp`` is strict: a token is
+#: refused from the moment an open connection with it would be closed, so a client
+#: cannot loop on reconnects that are accepted and closed at once.
 LEEWAY_SECONDS = 30
 #: Shortest HS256 secret accepted (RFC 7518 section 3.2: at least the hash size).
 MIN_SECRET_BYTES = 32
@@ -153,6 +155,7 @@ class Authenticator:
             ("HS256",),
             issuer=GUEST_ISSUER,
             leeway=GUEST_RENEWAL_WINDOW if renewing else LEEWAY_SECONDS,
+            strict_exp=not renewing,
         )
         subject = claims["sub"]
         if not isinstance(subject, str) or not subject.startswith(GUEST_PREFIX):
@@ -215,6 +218,7 @@ def _decode(
     issuer: str | None = None,
     audience: str | None = None,
     leeway: float = LEEWAY_SECONDS,
+    strict_exp: bool = True,
 ) -> dict[str, Any]:
     try:
         claims: dict[str, Any] = jwt.decode(
@@ -240,6 +244,8 @@ def _decode(
         raise AuthError(f"token lacks the '{exc.claim}' claim") from None
     except jwt.InvalidTokenError:
         raise AuthError("invalid token") from None
+    if strict_exp and claims["exp"] <= time.time():
+        raise AuthError("token expired")
     return claims
 
 

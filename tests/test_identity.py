@@ -394,3 +394,9 @@ def test_token_command_without_a_secret_fails_clearly():
         text=True,
     )
     assert result.returncode == 2 and result.stderr.startswith("chatapp token: error:")
+
+
+async def test_a_token_past_its_exp_is_refused_even_within_the_leeway(ws_url):
+    """exp is strict, so a reconnect with an expired token is refused, not accepted and closed."""
+    code, body = await refused(f"{ws_url}/ws?token={token(exp=int(time.time()) - 5)}")
+    assert code == 401 and body["reason"] == "token expired"
