@@ -10,7 +10,7 @@ from chatapp.metrics import CONTENT_TYPE, Metrics
 from chatapp.protocol import ProtocolError
 from chatapp.service import ChatService
 from chatapp.sockets import SERVER_NAME
-from chatapp.store import StoreError
+from chatapp.store import SearchUnsupported, StoreError
 from chatapp.web import ApiError, BaseHandler
 
 
@@ -36,7 +36,38 @@ class MessagesHandler(BaseHandler):
         except StoreError as exc:
             raise ApiError(503, "unavailable", "storage is unavailable") from exc
         self.set_header("Cache-Control", "no-store")
-        self.write(protocol.history_dict(name, page.messages, page.has_more))
+        self.write(protocol.history_dict(name, page.messages, page.has_more, page.pruned_before))
+
+
+class SearchHandler(BaseHandler):
+    """``GET /api/search?q=WORDS&room=ROOM&limit=N``: messages matching every word, best first.
+
+    Without ``room``, every room the caller may use is searched.
+    """
+
+    def initialize(self, service: ChatService, auth: Authenticator) -> None:
+        self.service = service
+        self.auth = auth
+
+    async def get(self) -> None:
+        identity = self.identify(self.auth)
+        try:
+            query = protocol.search_query(self.get_query_argument("q", None))
+            room_arg = self.get_query_argument("room", None)
+            room = protocol.room_name(room_arg) if room_arg else None
+            limit = self.query_int("limit", minimum=1)
+        except ProtocolError as exc:
+            raise ApiError(400, str(exc.code), exc.reason) from None
+        try:
+            hits = await self.service.search(identity, query, room, limit)
+        except ProtocolError as exc:
+            raise ApiError(403, str(exc.code), exc.reason) from None
+        except SearchUnsupported as exc:
+            raise ApiError(501, "not_supported", str(exc)) from None
+        except StoreError as exc:
+            raise ApiError(503, "unavailable", "storage is unavailable") from exc
+        self.set_header("Cache-Control", "no-store")
+        self.write(protocol.search_dict(query, room, hits))
 
 
 class HealthHandler(BaseHandler):

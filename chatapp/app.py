@@ -17,6 +17,7 @@ from chatapp.api import (
     MessagesHandler,
     MetricsHandler,
     ReadyHandler,
+    SearchHandler,
 )
 from chatapp.auth import Authenticator
 from chatapp.codes import MAX_FRAME_BYTES
@@ -36,8 +37,16 @@ class _WebSocketUpgrade(PathMatches):
         return super().match(request)
 
 
+#: The page runs only its own scripts and styles and talks only to its own server,
+#: so even a rendering bug cannot turn a user's text into running markup.
+PAGE_CSP = (
+    "default-src 'self'; connect-src 'self'; img-src 'self' data:; object-src 'none'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+
+
 class PageHandler(RequestHandler):
-    """``GET /``: the browser client."""
+    """``GET /``: the browser client, revalidated on every load."""
 
     def initialize(self, page: bytes) -> None:
         self.page = page
@@ -45,7 +54,24 @@ class PageHandler(RequestHandler):
     def get(self) -> None:
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.set_header("Cache-Control", "no-cache")
+        self.set_header("Content-Security-Policy", PAGE_CSP)
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Referrer-Policy", "no-referrer")
         self.write(self.page)
+
+
+class StaticHandler(StaticFileHandler):
+    """``/static/``: cached, but revalidated (ETag, 304) unless the URL is versioned.
+
+    The page's ES modules import each other by plain URL, so a long-lived
+    cache could mix old and new modules after an upgrade; ``?v=HASH`` URLs
+    keep Tornado's long ``max-age``.
+    """
+
+    def set_extra_headers(self, path: str) -> None:
+        self.set_header("X-Content-Type-Options", "nosniff")
+        if "v" not in self.request.arguments:
+            self.set_header("Cache-Control", "no-cache")
 
 
 def static_dir() -> str:
@@ -64,6 +90,7 @@ def make_app(
             (r"/", PageHandler, {"page": (Path(static) / "index.html").read_bytes()}),
             (r"/ws", ChatSocket, socket_deps),
             (r"/api/rooms/([^/]+)/messages", MessagesHandler, {"service": service, "auth": auth}),
+            (r"/api/search", SearchHandler, {"service": service, "auth": auth}),
             (r"/api/guest", GuestHandler, {"auth": auth}),
             (r"/api/auth", AuthOptionsHandler, {"auth": auth}),
             (r"/healthz", HealthHandler),
@@ -71,7 +98,7 @@ def make_app(
             (r"/metrics", MetricsHandler, {"metrics": metrics}),
         ],
         static_path=static,
-        static_handler_class=StaticFileHandler,
+        static_handler_class=StaticHandler,
         log_function=log_request,
         websocket_max_message_size=MAX_FRAME_BYTES,
         websocket_ping_interval=settings.ping_interval,

@@ -43,9 +43,16 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 def commands() -> dict[str, Callable[[list[str]], int]]:
     """The tools besides the server, by name (imported on use: the server needs none)."""
-    from chatapp.commands import backup, send, tail, token
+    from chatapp.commands import backup, export, send, sql, tail, token
 
-    return {"token": token.main, "send": send.main, "tail": tail.main, "backup": backup.main}
+    return {
+        "token": token.main,
+        "send": send.main,
+        "tail": tail.main,
+        "backup": backup.main,
+        "sql": sql.main,
+        "export": export.main,
+    }
 
 
 def _port(value: str) -> int:
@@ -77,7 +84,7 @@ def add_database_options(parser: argparse.ArgumentParser) -> None:
         "--data-dir",
         type=Path,
         default=DEFAULT_DATA_DIR,
-        help="folder for the default SQLite database (chat.db); created if missing",
+        help="folder for the default SQLite database (chat.db); the server creates it if missing",
     )
     parser.add_argument(
         "--db",
@@ -200,6 +207,14 @@ def build_parser() -> argparse.ArgumentParser:
         "(0 disables)",
     )
     parser.add_argument(
+        "--retention-days",
+        type=_non_negative(float),
+        default=0,
+        metavar="N",
+        help="delete messages older than N days, hourly in the background (seq never "
+        "restarts; clients see pruned_before); 0 keeps everything",
+    )
+    parser.add_argument(
         "--log-level",
         default="info",
         choices=["debug", "info", "warning", "error"],
@@ -232,6 +247,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         rate_limit=args.rate_limit,
         max_client_backlog=args.max_client_backlog,
         ping_interval=args.ping_interval,
+        retention_days=args.retention_days,
     )
 
 

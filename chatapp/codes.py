@@ -32,9 +32,7 @@ class CloseCode(IntEnum):
     POLICY_VIOLATION = 1008  # kept flooding after rate-limit errors
     MESSAGE_TOO_BIG = 1009  # a frame over MAX_FRAME_BYTES (sent by Tornado itself)
     INTERNAL_ERROR = 1011  # unexpected server fault
-    TOKEN_EXPIRED = (
-        4001  # the token's ``exp`` passed; get a new token and resume with since
-    )
+    TOKEN_EXPIRED = 4001  # the token's ``exp`` passed; get a new token and resume with since
     SLOW_CONSUMER = 4003  # the client read too slowly; its backlog passed the bound
 
 
@@ -50,6 +48,10 @@ MAX_FRAME_BYTES = 64 * 1024
 #: Default and largest page of history.
 DEFAULT_HISTORY_LIMIT = 50
 MAX_HISTORY_LIMIT = 200
+#: Default and largest number of search hits; longest search query, in characters.
+DEFAULT_SEARCH_LIMIT = 20
+MAX_SEARCH_LIMIT = 100
+MAX_SEARCH_QUERY_CHARS = 256
 #: Largest seq (and so ``before``/``since``) there can be: the database column is 32-bit.
 MAX_SEQ = 2**31 - 1
 #: Most messages replayed after ``since`` before the server sends only the newest page.

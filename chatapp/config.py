@@ -48,6 +48,8 @@ class Settings:
     max_client_backlog: int = DEFAULT_MAX_CLIENT_BACKLOG
     #: Seconds between WebSocket pings; a client that misses a pong for as long is dropped.
     ping_interval: float = DEFAULT_PING_INTERVAL
+    #: Delete messages older than this many days, in the background; 0 keeps everything.
+    retention_days: float = 0.0
 
     @property
     def database_url(self) -> str:

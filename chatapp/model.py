@@ -55,7 +55,19 @@ class Page:
     """Consecutive messages of one room, oldest first.
 
     ``has_more`` is true when the room holds messages older than the first one.
+    ``pruned_before`` is set when nothing older is stored because older
+    messages were deleted (retention): it is the oldest seq still stored, or
+    the next seq when none is.
     """
 
     messages: list[StoredMessage]
     has_more: bool
+    pruned_before: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    """A message that matched a search; a larger ``score`` is a better match."""
+
+    message: StoredMessage
+    score: float

@@ -18,12 +18,13 @@ from typing import Any
 from chatapp.codes import (
     MAX_CLIENT_ID_CHARS,
     MAX_HISTORY_LIMIT,
+    MAX_SEARCH_QUERY_CHARS,
     MAX_SEQ,
     MAX_TEXT_CHARS,
     ROOM_NAME_PATTERN,
     ErrorCode,
 )
-from chatapp.model import StoredMessage, User
+from chatapp.model import SearchHit, StoredMessage, User
 
 _ROOM_NAME = re.compile(ROOM_NAME_PATTERN)
 
@@ -75,9 +76,7 @@ ClientFrame = PostMessage | Join | Leave | HistoryRequest | Typing
 def parse_client_frame(raw: str | bytes) -> ClientFrame:
     """Parse one WebSocket frame from a JSON client; raise ``ProtocolError`` if invalid."""
     if isinstance(raw, bytes):
-        raise ProtocolError(
-            ErrorCode.BAD_FRAME, "binary frames are not supported; send JSON text"
-        )
+        raise ProtocolError(ErrorCode.BAD_FRAME, "binary frames are not supported; send JSON text")
     try:
         data = json.loads(raw)
     except ValueError:
@@ -157,10 +156,17 @@ def message_text(text: str) -> str:
     if not text.strip():
         raise ProtocolError(ErrorCode.EMPTY_TEXT, "message text is empty")
     if len(text) > MAX_TEXT_CHARS:
-        raise ProtocolError(
-            ErrorCode.TOO_LONG, f"message text is over {MAX_TEXT_CHARS} characters"
-        )
+        raise ProtocolError(ErrorCode.TOO_LONG, f"message text is over {MAX_TEXT_CHARS} characters")
     return text
+
+
+def search_query(value: str | None) -> str:
+    """Validate a search query: some visible text, at most MAX_SEARCH_QUERY_CHARS."""
+    if value is None or not value.strip():
+        raise ProtocolError(ErrorCode.BAD_FIELD, "'q' (the words to search for) is required")
+    if len(value) > MAX_SEARCH_QUERY_CHARS:
+        raise ProtocolError(ErrorCode.TOO_LONG, f"'q' is over {MAX_SEARCH_QUERY_CHARS} characters")
+    return value.strip()
 
 
 def optional_int(data: Mapping[str, Any], key: str, minimum: int = 0) -> int | None:
@@ -168,14 +174,9 @@ def optional_int(data: Mapping[str, Any], key: str, minimum: int = 0) -> int | N
     value = data.get(key)
     if value is None:
         return None
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int)
-        or not minimum <= value <= MAX_SEQ
-    ):
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= MAX_SEQ:
         raise ProtocolError(
-            ErrorCode.BAD_FIELD,
-            f"'{key}' must be an integer from {minimum} to {MAX_SEQ}",
+            ErrorCode.BAD_FIELD, f"'{key}' must be an integer from {minimum} to {MAX_SEQ}"
         )
     return value
 
@@ -186,8 +187,7 @@ def optional_str(data: Mapping[str, Any], key: str, max_chars: int) -> str | Non
         return None
     if not isinstance(value, str) or not value or len(value) > max_chars:
         raise ProtocolError(
-            ErrorCode.BAD_FIELD,
-            f"'{key}' must be a non-empty string of at most {max_chars}",
+            ErrorCode.BAD_FIELD, f"'{key}' must be a non-empty string of at most {max_chars}"
         )
     return value
 
@@ -237,18 +237,40 @@ def encode_hello(user: User, server: str) -> str:
     return _dumps({"type": "hello", "user": user_dict(user), "server": server})
 
 
-def encode_history(room: str, messages: Iterable[StoredMessage], has_more: bool) -> str:
-    return _dumps(history_dict(room, messages, has_more))
+def encode_history(
+    room: str,
+    messages: Iterable[StoredMessage],
+    has_more: bool,
+    pruned_before: int | None = None,
+) -> str:
+    return _dumps(history_dict(room, messages, has_more, pruned_before))
 
 
 def history_dict(
-    room: str, messages: Iterable[StoredMessage], has_more: bool
+    room: str,
+    messages: Iterable[StoredMessage],
+    has_more: bool,
+    pruned_before: int | None = None,
 ) -> dict[str, Any]:
-    return {
+    """A ``history`` frame; ``pruned_before`` (the oldest seq still stored) only when
+    older messages were deleted by retention, so the client stops paging back."""
+    out: dict[str, Any] = {
         "type": "history",
         "room": room,
         "messages": [message_dict(m) for m in messages],
         "has_more": has_more,
+    }
+    if pruned_before is not None:
+        out["pruned_before"] = pruned_before
+    return out
+
+
+def search_dict(query: str, room: str | None, hits: Iterable[SearchHit]) -> dict[str, Any]:
+    """``GET /api/search``'s answer: hits best first, each a message object plus ``score``."""
+    return {
+        "query": query,
+        "room": room,
+        "hits": [message_dict(hit.message) | {"score": hit.score} for hit in hits],
     }
 
 
@@ -267,12 +289,7 @@ def encode_ack(message: StoredMessage) -> str:
 def encode_presence(room: str, users: Iterable[User], count: int) -> str:
     """``users`` may be a sample of a large room; ``count`` is how many are present."""
     return _dumps(
-        {
-            "type": "presence",
-            "room": room,
-            "users": [user_dict(u) for u in users],
-            "count": count,
-        }
+        {"type": "presence", "room": room, "users": [user_dict(u) for u in users], "count": count}
     )
 
 

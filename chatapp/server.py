@@ -70,6 +70,7 @@ async def build(settings: Settings) -> Chat:
         metrics,
         max_per_user=settings.max_connections_per_user,
         max_per_address=settings.max_connections_per_address,
+        retention_days=settings.retention_days,
     )
     service.start()
     app = make_app(service, auth, settings, metrics)

@@ -17,11 +17,18 @@ from typing import Protocol
 from chatapp import protocol
 from chatapp.auth import Identity
 from chatapp.broker import Broker, MessageEvent, TypingEvent
-from chatapp.codes import DEFAULT_HISTORY_LIMIT, MAX_REPLAY, ErrorCode
+from chatapp.codes import (
+    DEFAULT_HISTORY_LIMIT,
+    DEFAULT_SEARCH_LIMIT,
+    MAX_REPLAY,
+    MAX_SEARCH_LIMIT,
+    ErrorCode,
+)
 from chatapp.hub import Hub, Member
 from chatapp.metrics import Metrics
-from chatapp.model import Appended, NewMessage, Page
+from chatapp.model import Appended, NewMessage, Page, SearchHit
 from chatapp.protocol import ProtocolError
+from chatapp.retention import Retention
 from chatapp.store import Store
 from chatapp.writer import BatchWriter, WriteFailed, WriterClosed
 from chatapp.wsframe import text_frame
@@ -44,14 +51,14 @@ class ChatService:
         *,
         max_per_user: int = 0,
         max_per_address: int = 0,
+        retention_days: float = 0,
     ) -> None:
         self._store = store
+        self._retention = Retention(store, retention_days) if retention_days > 0 else None
         self._hub = hub
         self._broker = broker
         self._metrics = metrics
-        self._writer = BatchWriter(
-            store, self._publish, on_batch=metrics.observe_commit
-        )
+        self._writer = BatchWriter(store, self._publish, on_batch=metrics.observe_commit)
         self.connections: set[Connection] = set()
         self._max_per_user = max_per_user
         self._max_per_address = max_per_address
@@ -64,6 +71,8 @@ class ChatService:
 
     def start(self) -> None:
         self._writer.start()
+        if self._retention is not None:
+            self._retention.start()
 
     async def drain(self) -> None:
         """Refuse new messages; commit, deliver and acknowledge everything queued."""
@@ -71,6 +80,8 @@ class ChatService:
 
     async def close(self) -> None:
         """Release the broker and the store (after ``drain``)."""
+        if self._retention is not None:
+            await self._retention.close()
         await self._writer.close()
         await self._broker.close()
         await self._store.close()
@@ -122,11 +133,7 @@ class ChatService:
             await self.leave(conn, room)
 
     async def join(
-        self,
-        conn: Connection,
-        room: str,
-        since: int | None = None,
-        limit: int | None = None,
+        self, conn: Connection, room: str, since: int | None = None, limit: int | None = None
     ) -> None:
         """Send the room's history to ``conn``, then live traffic, with no gap or duplicate.
 
@@ -139,18 +146,12 @@ class ChatService:
         self._hub.begin_join(conn, room)
         try:
             await self._broker.subscribe(room)
-            replay = (
-                await self._replay(room, since, page_size)
-                if since is not None
-                else None
-            )
+            replay = await self._replay(room, since, page_size) if since is not None else None
             if replay is None:
                 newest = await self._store.latest(room, page_size)
                 replay = [newest], newest.messages[-1].seq if newest.messages else 0
         except BaseException:
-            await self.leave(
-                conn, room
-            )  # no half-joined member buffering events forever
+            await self.leave(conn, room)  # no half-joined member buffering events forever
             raise
         pages, floor = replay
         if not self._hub.is_member(conn, room):
@@ -158,9 +159,7 @@ class ChatService:
         conn.send(self._history_frames(conn, room, pages))
         self._hub.finish_join(conn, room, floor)
 
-    async def _replay(
-        self, room: str, since: int, page_size: int
-    ) -> tuple[list[Page], int] | None:
+    async def _replay(self, room: str, since: int, page_size: int) -> tuple[list[Page], int] | None:
         """The pages after ``since`` and the last seq they cover.
 
         None when the newest page should be sent instead: more than MAX_REPLAY
@@ -170,27 +169,30 @@ class ChatService:
         if len(missed) > MAX_REPLAY:
             return None
         if missed:
+            # seq is gapless: a first seq above since + 1 means the ones between were pruned
+            gone = missed[0].seq if missed[0].seq > since + 1 else None
             pages = [
-                Page(missed[i : i + page_size], has_more=False)
+                Page(missed[i : i + page_size], has_more=False, pruned_before=None if i else gone)
                 for i in range(0, len(missed), page_size)
             ]
             return pages, missed[-1].seq
         newest = await self._store.latest(room, 1)
-        if (newest.messages[-1].seq if newest.messages else 0) < since:
+        # with every message pruned, the newest seq is the one before pruned_before
+        last = newest.messages[-1].seq if newest.messages else (newest.pruned_before or 1) - 1
+        if last < since:
             return None
-        return [Page([], has_more=False)], since
+        gone = newest.pruned_before if not newest.messages and since < last else None
+        return [Page([], has_more=False, pruned_before=gone)], since
 
-    def _history_frames(
-        self, conn: Connection, room: str, pages: Sequence[Page]
-    ) -> bytes:
+    def _history_frames(self, conn: Connection, room: str, pages: Sequence[Page]) -> bytes:
         if conn.text_mode:
             return b"".join(
-                text_frame(protocol.text_line(m))
-                for page in pages
-                for m in page.messages
+                text_frame(protocol.text_line(m)) for page in pages for m in page.messages
             )
         return b"".join(
-            text_frame(protocol.encode_history(room, page.messages, page.has_more))
+            text_frame(
+                protocol.encode_history(room, page.messages, page.has_more, page.pruned_before)
+            )
             for page in pages
         )
 
@@ -200,17 +202,11 @@ class ChatService:
 
     # --- messages ------------------------------------------------------------
 
-    async def post(
-        self, conn: Connection, room: str, text: str, client_id: str | None
-    ) -> Appended:
+    async def post(self, conn: Connection, room: str, text: str, client_id: str | None) -> Appended:
         """Store a message and broadcast it; returns once it is durable."""
         self._require_member(conn, room, client_id)
         message = NewMessage(
-            room=room,
-            user=conn.user,
-            text=text,
-            client_id=client_id,
-            created_at=datetime.now(UTC),
+            room=room, user=conn.user, text=text, client_id=client_id, created_at=datetime.now(UTC)
         )
         self._metrics.received.inc()
         try:
@@ -232,22 +228,31 @@ class ChatService:
             return await self._store.latest(room, size)
         return await self._store.before(room, before, size)
 
-    async def history(
-        self, conn: Connection, room: str, before: int, limit: int | None
-    ) -> None:
+    async def search(
+        self, identity: Identity, query: str, room: str | None, limit: int | None
+    ) -> list[SearchHit]:
+        """Messages matching ``query``, best first: in ``room``, or in every room ``identity``
+        may use."""
+        size = min(limit or DEFAULT_SEARCH_LIMIT, MAX_SEARCH_LIMIT)
+        rooms: list[str] | None = None
+        if room is not None:
+            if not identity.may_use(room):
+                raise ProtocolError(ErrorCode.FORBIDDEN, f"no access to room {room!r}")
+            rooms = [room]
+        elif identity.rooms is not None:
+            rooms = [name for name in await self._store.room_names() if identity.may_use(name)]
+        return await self._store.search(query, rooms, size)
+
+    async def history(self, conn: Connection, room: str, before: int, limit: int | None) -> None:
         self._require_access(conn, room)
         page = await self.page(room, before, limit)
         conn.send(self._history_frames(conn, room, [page]))
 
-    def _require_access(
-        self, conn: Connection, room: str, ref: str | None = None
-    ) -> None:
+    def _require_access(self, conn: Connection, room: str, ref: str | None = None) -> None:
         if not conn.identity.may_use(room):
             raise ProtocolError(ErrorCode.FORBIDDEN, f"no access to room {room!r}", ref)
 
-    def _require_member(
-        self, conn: Connection, room: str, ref: str | None = None
-    ) -> None:
+    def _require_member(self, conn: Connection, room: str, ref: str | None = None) -> None:
         self._require_access(conn, room, ref)
         if not self._hub.is_member(conn, room):
             raise ProtocolError(ErrorCode.NOT_JOINED, f"join room {room!r} first", ref)

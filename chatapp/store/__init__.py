@@ -7,13 +7,30 @@ plain dataclasses of ``chatapp.model``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Protocol
 
-from chatapp.model import Appended, NewMessage, Page, StoredMessage
+from chatapp.model import Appended, NewMessage, Page, SearchHit, StoredMessage
 
 
 class StoreError(Exception):
     """The database could not be opened or did not answer; the message says why."""
+
+
+class UnknownRoom(StoreError):
+    """The room has never held a message."""
+
+
+class SearchUnsupported(StoreError):
+    """This kind of database has no search implementation."""
+
+
+class QueryError(StoreError):
+    """A user's SQL failed in the database; the message is the database's reason."""
+
+
+class WriteRefused(QueryError):
+    """The database refused a write on a read-only connection."""
 
 
 class Store(Protocol):
@@ -32,15 +49,40 @@ class Store(Protocol):
         ...
 
     async def latest(self, room: str, limit: int) -> Page:
-        """The newest ``limit`` messages of a room."""
+        """The newest ``limit`` messages of a room (``pruned_before`` as ``Page`` says)."""
         ...
 
     async def before(self, room: str, before: int, limit: int) -> Page:
-        """Up to ``limit`` messages with ``seq < before``, the newest of them."""
+        """Up to ``limit`` messages with ``seq < before``, the newest of them.
+
+        ``pruned_before`` is set when messages below ``before`` were deleted
+        and none below it remains stored.
+        """
         ...
 
     async def after(self, room: str, since: int, limit: int) -> list[StoredMessage]:
         """Up to ``limit`` messages with ``seq > since``, the oldest of them."""
+        ...
+
+    async def search(self, query: str, rooms: Sequence[str] | None, limit: int) -> list[SearchHit]:
+        """Up to ``limit`` messages matching every word of ``query``, best first.
+
+        ``rooms`` None searches every room. A word ending in ``*`` matches as
+        a prefix; any other syntax is taken literally, so no input is an error.
+        """
+        ...
+
+    async def room_names(self) -> list[str]:
+        """Every room that has held a message."""
+        ...
+
+    async def prune(self, room: str, older_than: datetime, limit: int) -> int:
+        """Delete up to ``limit`` of the room's oldest messages created before ``older_than``.
+
+        Only a prefix of the room goes (never a message with an earlier one
+        kept), so what remains is still gapless; ``last_seq`` stays, so seq
+        never restarts. Returns how many were deleted.
+        """
         ...
 
     async def ping(self) -> None:

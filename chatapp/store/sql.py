@@ -7,12 +7,12 @@ writer can commit many messages with one transaction (group commit).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Row, event, insert, select, text, tuple_, update
+from sqlalchemy import Row, delete, event, func, insert, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
@@ -25,9 +25,11 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from chatapp.codes import MAX_SEQ
-from chatapp.model import Appended, NewMessage, Page, StoredMessage, User
-from chatapp.store import StoreError, migrate
+from chatapp.model import Appended, NewMessage, Page, SearchHit, StoredMessage, User
+from chatapp.store import StoreError, UnknownRoom, migrate, readonly
 from chatapp.store.schema import MessageRow, RoomRow
+from chatapp.store.search import statement as search_statement
+from chatapp.store.search import words as search_words
 
 _MESSAGE_COLUMNS = (
     MessageRow.id,
@@ -41,17 +43,19 @@ _MESSAGE_COLUMNS = (
 )
 
 
+def _aware(moment: datetime) -> datetime:
+    # SQLite keeps no offset; every stored time is UTC
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
 def _message(row: Row[Any] | Any) -> StoredMessage:
-    created = row.created_at
-    if created.tzinfo is None:  # SQLite keeps no offset; every stored time is UTC
-        created = created.replace(tzinfo=UTC)
     return StoredMessage(
         id=row.id,
         room=row.room,
         seq=row.seq,
         user=User(id=row.user_id, name=row.user_name),
         text=row.text,
-        created_at=created,
+        created_at=_aware(row.created_at),
         client_id=row.client_id,
     )
 
@@ -67,33 +71,32 @@ def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_engine(url: str) -> AsyncEngine:
+def create_engine(url: str, *, read_only: bool = False) -> AsyncEngine:
     """An async engine for ``url``; ``StoreError`` with a readable reason if it cannot be.
 
-    Messages show the URL with its password masked.
+    ``read_only`` opens connections on which the database refuses every
+    write (see ``readonly``). Messages show the URL with its password masked.
     """
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError):
-        raise StoreError(
-            "bad database URL: expected e.g. sqlite+aiosqlite:///chat.db"
-        ) from None
+        raise StoreError("bad database URL: expected e.g. sqlite+aiosqlite:///chat.db") from None
     shown = parsed.render_as_string(hide_password=True)
+    if read_only:
+        parsed = readonly.read_only_url(parsed)
     try:
-        engine = create_async_engine(
-            parsed, pool_pre_ping=parsed.get_backend_name() != "sqlite"
-        )
+        engine = create_async_engine(parsed, pool_pre_ping=parsed.get_backend_name() != "sqlite")
     except NoSuchModuleError:
-        raise StoreError(
-            f"bad database URL {shown!r}: unknown dialect or driver"
-        ) from None
+        raise StoreError(f"bad database URL {shown!r}: unknown dialect or driver") from None
     except ImportError as exc:
         raise StoreError(
             f"bad database URL {shown!r}: its driver is not installed ({exc.name})"
         ) from None
     except (ArgumentError, SQLAlchemyError, ValueError) as exc:
         raise StoreError(f"bad database URL {shown!r}: {_first_line(exc)}") from None
-    if engine.dialect.name == "sqlite":
+    if read_only:
+        readonly.install(engine.sync_engine)
+    elif engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _set_sqlite_pragmas)
     return engine
 
@@ -113,9 +116,7 @@ def _check_sqlite_path(engine: AsyncEngine) -> None:
     if path.is_dir():
         raise StoreError(f"cannot open database {database!r}: it is a directory")
     if not path.parent.is_dir():
-        raise StoreError(
-            f"cannot open database {database!r}: no directory {str(path.parent)!r}"
-        )
+        raise StoreError(f"cannot open database {database!r}: no directory {str(path.parent)!r}")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -134,9 +135,7 @@ async def open_store(url: str) -> SqlStore:
     except (SQLAlchemyError, OSError) as exc:
         await engine.dispose()
         shown = engine.url.render_as_string(hide_password=True)
-        raise StoreError(
-            f"cannot open database {shown!r}: {_first_line(exc)}"
-        ) from None
+        raise StoreError(f"cannot open database {shown!r}: {_first_line(exc)}") from None
     return SqlStore(engine)
 
 
@@ -193,9 +192,7 @@ class SqlStore:
         )
         return {(row.user_id, row.client_id): _message(row) for row in rows}
 
-    async def _insert(
-        self, session: AsyncSession, fresh: list[NewMessage]
-    ) -> list[StoredMessage]:
+    async def _insert(self, session: AsyncSession, fresh: list[NewMessage]) -> list[StoredMessage]:
         if not fresh:
             return []
         counts = Counter(m.room for m in fresh)
@@ -228,8 +225,7 @@ class SqlStore:
             for message, seq in zip(fresh, seqs, strict=True)
         ]
         ids = await session.scalars(
-            insert(MessageRow).returning(MessageRow.id, sort_by_parameter_order=True),
-            rows,
+            insert(MessageRow).returning(MessageRow.id, sort_by_parameter_order=True), rows
         )
         return [
             StoredMessage(
@@ -261,15 +257,39 @@ class SqlStore:
 
     async def _page(self, room: str, before: int | None, limit: int) -> Page:
         query = select(*_MESSAGE_COLUMNS).where(MessageRow.room == room)
-        if (
-            before is not None and before <= MAX_SEQ
-        ):  # beyond every seq: the newest page
+        if before is not None and before <= MAX_SEQ:  # beyond every seq: the newest page
             query = query.where(MessageRow.seq < before)
         query = query.order_by(MessageRow.seq.desc()).limit(limit + 1)
         async with self._sessions() as session:
             rows = (await session.execute(query)).all()
-        newest_first = [_message(r) for r in rows[:limit]]
-        return Page(messages=newest_first[::-1], has_more=len(rows) > limit)
+            newest_first = [_message(r) for r in rows[:limit]]
+            has_more = len(rows) > limit
+            oldest = newest_first[-1].seq if newest_first else None
+            pruned = None if has_more else await self._pruned_before(session, room, oldest, before)
+        return Page(messages=newest_first[::-1], has_more=has_more, pruned_before=pruned)
+
+    async def _pruned_before(
+        self, session: AsyncSession, room: str, oldest: int | None, before: int | None
+    ) -> int | None:
+        """The oldest seq still stored, when nothing is stored below ``oldest`` (or ``before``)
+        but something once was; None when nothing was deleted there.
+
+        Seq is gapless, so a page that reaches the bottom of the room without
+        reaching seq 1 proves older messages were deleted.
+        """
+        if oldest is not None:
+            return oldest if oldest > 1 else None
+        if before is not None and before <= 1:
+            return None
+        lowest = select(func.min(MessageRow.seq)).where(MessageRow.room == room)
+        row = (
+            await session.execute(
+                select(RoomRow.last_seq, lowest.scalar_subquery()).where(RoomRow.name == room)
+            )
+        ).first()
+        if row is None or row[0] == 0:
+            return None
+        return int(row[1]) if row[1] is not None else row[0] + 1
 
     async def after(self, room: str, since: int, limit: int) -> list[StoredMessage]:
         if since >= MAX_SEQ:
@@ -282,6 +302,68 @@ class SqlStore:
         )
         async with self._sessions() as session:
             return [_message(r) for r in (await session.execute(query)).all()]
+
+    async def search(self, query: str, rooms: Sequence[str] | None, limit: int) -> list[SearchHit]:
+        found = search_words(query)
+        if not found or limit < 1 or (rooms is not None and not rooms):
+            return []
+        statement = search_statement(
+            self._engine.dialect.name, found, _MESSAGE_COLUMNS, rooms, limit
+        )
+        async with self._sessions() as session:
+            rows = (await session.execute(statement)).all()
+        return [SearchHit(_message(row), float(row.score)) for row in rows]
+
+    async def room_names(self) -> list[str]:
+        async with self._sessions() as session:
+            return list(await session.scalars(select(RoomRow.name).order_by(RoomRow.name)))
+
+    async def prune(self, room: str, older_than: datetime, limit: int) -> int:
+        oldest = (
+            select(MessageRow.seq, MessageRow.created_at)
+            .where(MessageRow.room == room)
+            .order_by(MessageRow.seq)
+            .limit(limit)
+        )
+        async with self._sessions.begin() as session:
+            doomed: list[int] = []
+            for seq, created_at in await session.execute(oldest):
+                if _aware(created_at) >= older_than:
+                    break  # keep it, and so everything after it
+                doomed.append(seq)
+            if doomed:
+                await session.execute(
+                    delete(MessageRow).where(MessageRow.room == room, MessageRow.seq <= doomed[-1])
+                )
+        return len(doomed)
+
+    async def export(
+        self,
+        room: str,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        chunk: int = 1000,
+    ) -> AsyncGenerator[StoredMessage, None]:
+        """The room's messages created in ``[since, until)``, in seq order, fetched ``chunk``
+        rows at a time from one query (one consistent snapshot, never all in memory).
+
+        ``UnknownRoom`` if the room never held a message.
+        """
+        query = select(*_MESSAGE_COLUMNS).where(MessageRow.room == room)
+        if since is not None:
+            query = query.where(MessageRow.created_at >= since.astimezone(UTC))
+        if until is not None:
+            query = query.where(MessageRow.created_at < until.astimezone(UTC))
+        query = query.order_by(MessageRow.seq).execution_options(yield_per=chunk)
+        try:
+            async with self._engine.connect() as connection:
+                known = select(RoomRow.name).where(RoomRow.name == room)
+                if await connection.scalar(known) is None:
+                    raise UnknownRoom(f"no room {room!r} in the database")
+                async for row in await connection.stream(query):
+                    yield _message(row)
+        except (SQLAlchemyError, OSError) as exc:
+            raise StoreError(f"reading {self.description} failed: {_first_line(exc)}") from None
 
     async def ping(self) -> None:
         try:

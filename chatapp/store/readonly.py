@@ -1,0 +1,72 @@
+"""Connections on which the database itself refuses every write.
+
+The ``sql`` and ``export`` tools read a live database that the server
+writes. Their safety must not depend on recognising writes in SQL text, so
+the connection is opened read-only: SQLite opens the file with
+``mode=ro`` (and ``query_only`` besides), PostgreSQL runs every transaction
+``READ ONLY``. Any write then fails inside the database, whatever the SQL.
+Other databases are refused rather than trusted.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from sqlalchemy import URL, Engine, event
+
+from chatapp.store import StoreError
+
+#: Dialects whose read-only mode this module knows how to switch on.
+SUPPORTED = ("sqlite", "postgresql")
+
+
+def read_only_url(url: URL) -> URL:
+    """``url`` rewritten to open the database read-only where the URL can say so.
+
+    For SQLite, a ``file:`` URI with ``mode=ro``; the file must exist (a
+    read-only open never creates one). PostgreSQL URLs are unchanged: the
+    session is switched on connect (``install``).
+    """
+    backend = url.get_backend_name()
+    if backend not in SUPPORTED:
+        raise StoreError(
+            f"read-only access is implemented for SQLite and PostgreSQL, not {backend!r}"
+        )
+    if backend != "sqlite":
+        return url
+    database = url.database
+    if not database or database == ":memory:":
+        raise StoreError("an in-memory SQLite database has nothing to read")
+    if url.query.get("uri") == "true" or database.startswith("file:"):
+        return url.update_query_dict({"mode": "ro", "uri": "true"})
+    if not Path(database).is_file():
+        raise StoreError(f"no database at {database!r}")
+    uri = "file:" + quote(str(Path(database).resolve()))
+    return url.set(database=uri).update_query_dict({"mode": "ro", "uri": "true"})
+
+
+def install(engine: Engine) -> None:
+    """Make every new connection of ``engine`` refuse writes (after ``read_only_url``)."""
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_session)
+    else:
+        event.listen(engine, "connect", _postgresql_session)
+
+
+def _sqlite_session(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=5000")  # wait out the server's commits
+    cursor.execute("PRAGMA query_only=ON")
+    cursor.close()
+
+
+def _postgresql_session(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+    # Times without an offset in a query mean UTC, as they do on SQLite.
+    cursor.execute("SET TIME ZONE 'UTC'")
+    cursor.close()
+    # SET is transactional: without a commit the pool's reset would undo it.
+    dbapi_connection.commit()

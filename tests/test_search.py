@@ -1,0 +1,316 @@
+"""Full-text search: the store's ``search`` on SQLite (FTS5) and PostgreSQL, and ``/api/search``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from importlib.resources import as_file, files
+from urllib.parse import urlencode
+
+import jwt
+import pytest
+import test_store
+from alembic import command
+from alembic.config import Config
+from chatdata import populate
+from sqlalchemy import text
+from test_store import ALICE, BOB, msg
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+
+from chatapp.codes import MAX_SEARCH_QUERY_CHARS
+from chatapp.store.search import Word, fts5_query, words
+from chatapp.store.sql import SqlStore, create_engine, open_store
+
+#: Fresh databases on both backends, as in the store tests.
+db_url = test_store.db_url
+store = test_store.store
+
+SECRET = "test-secret-that-is-long-enough-for-hs256"
+
+
+async def found(store: SqlStore, query: str, rooms: list[str] | None = None, limit: int = 20):
+    """(room, seq) of each hit, best first."""
+    return [(h.message.room, h.message.seq) for h in await store.search(query, rooms, limit)]
+
+
+# --- the query language ---------------------------------------------------------
+
+
+def test_words_split_on_whitespace_and_mark_prefixes():
+    """Whitespace separates words; trailing stars make a prefix; a lone star is no word."""
+    assert words("  hel*  world ** x") == [
+        Word("hel", True),
+        Word("world", False),
+        Word("x", False),
+    ]
+
+
+def test_fts5_query_quotes_every_word():
+    """Each word becomes an FTS5 string, quotes doubled, so operators are only text."""
+    assert fts5_query(words('say "hi" AND NEAR( pre*')) == '"say" """hi""" "AND" "NEAR(" "pre"*'
+
+
+# --- the store, on both databases ------------------------------------------------
+
+
+async def test_search_finds_messages_containing_every_word(store):
+    """Only messages holding all the words match, whatever their case."""
+    await store.append([msg(body="Hello world"), msg(body="hello there"), msg(body="world peace")])
+    assert await found(store, "WORLD hello") == [("general", 1)]
+    assert sorted(await found(store, "hello")) == [("general", 1), ("general", 2)]
+
+
+async def test_search_ranks_better_matches_first(store):
+    """A message that repeats the word outranks an older and a newer one that mentions it once."""
+    await store.append(
+        [
+            msg(body="deploy notes for the week"),
+            msg(body="deploy deploy deploy"),
+            msg(body="one more deploy remark"),
+        ]
+    )
+    hits = await store.search("deploy", None, 10)
+    assert hits[0].message.seq == 2
+    assert hits[0].score > hits[1].score
+
+
+async def test_search_hits_carry_the_whole_message(store):
+    """A hit is the stored message itself: room, seq, user, text and time."""
+    [stored] = await store.append([msg("lobby", "find me", user=BOB)])
+    [hit] = await store.search("find", None, 5)
+    assert hit.message == stored.message
+    assert isinstance(hit.score, float)
+
+
+async def test_search_is_limited_to_the_given_rooms(store):
+    """``rooms`` restricts the hits; an empty list finds nothing."""
+    await store.append([msg("a", "shared word"), msg("b", "shared word"), msg("c", "shared")])
+    assert sorted(await found(store, "shared", ["a", "c"])) == [("a", 1), ("c", 1)]
+    assert await found(store, "shared", []) == []
+
+
+async def test_search_returns_at_most_limit_hits(store):
+    """``limit`` caps the hits."""
+    await store.append([msg(body=f"repeat {i}") for i in range(7)])
+    assert len(await store.search("repeat", None, 3)) == 3
+
+
+async def test_a_word_ending_in_star_matches_as_a_prefix(store):
+    """``deplo*`` finds deploy and deployment; ``deplo`` alone finds neither."""
+    await store.append([msg(body="deploy now"), msg(body="deployment done"), msg(body="other")])
+    assert sorted(await found(store, "deplo*")) == [("general", 1), ("general", 2)]
+    assert await found(store, "deplo") == []
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        '"',
+        '"unbalanced',
+        "AND",
+        "a OR",
+        "NOT",
+        "(",
+        ")",
+        "NEAR(a b",
+        "*",
+        "col:val",
+        "o'neil",
+        "back\\slash",
+        "a & b | !c",
+        "-minus",
+        "^caret",
+        "{x}",
+        "%_",
+        "\x00",
+    ],
+)
+async def test_query_syntax_is_taken_literally_and_never_fails(store, query):
+    """Whatever people type is searched for as words, never parsed as query syntax."""
+    await store.append([msg(body="a OR b AND c NOT d o'neil back\\slash col:val")])
+    await store.search(query, None, 10)  # no exception is the point
+
+
+async def test_quotes_and_operators_inside_messages_are_found_as_words(store):
+    """Words next to quotes and operator words match like any other."""
+    await store.append([msg(body='she said "banana" AND left'), msg(body="no fruit")])
+    assert await found(store, '"banana"') == [("general", 1)]
+    assert await found(store, "AND") == [("general", 1)]
+
+
+async def test_a_query_without_words_finds_nothing(store):
+    """Blank or star-only queries match nothing instead of everything."""
+    await store.append([msg(body="anything")])
+    assert await found(store, "   ") == []
+    assert await found(store, "***") == []
+
+
+async def test_search_follows_updates_and_deletes(store, db_url):
+    """Changed text is found by its new words only; deleted messages are gone from search."""
+    await store.append([msg(body="original wording"), msg(body="to be removed")])
+    engine = create_engine(db_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("UPDATE messages SET text = 'edited wording' WHERE seq = 1"))
+            await conn.execute(text("DELETE FROM messages WHERE seq = 2"))
+    finally:
+        await engine.dispose()
+    assert await found(store, "original") == []
+    assert await found(store, "edited") == [("general", 1)]
+    assert await found(store, "removed") == []
+
+
+async def test_pruned_messages_are_not_found(store):
+    """Retention's deletes reach the search index too."""
+    await store.append([msg(body="old secret", at=test_store.T0), msg(body="new secret")])
+    await store.prune("general", test_store.T0.replace(year=2030), 1)
+    assert await found(store, "secret") == [("general", 2)]
+
+
+# --- SQLite specifics ---------------------------------------------------------------
+
+
+@pytest.fixture
+def sqlite_url(tmp_path) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}"
+
+
+async def test_sqlite_search_ignores_accents(sqlite_url):
+    """On SQLite, ``cafe`` finds ``café`` and ``CAFÉ`` finds ``cafe``."""
+    store = await open_store(sqlite_url)
+    try:
+        await store.append([msg(body="un café"), msg(body="the cafe")])
+        assert sorted(await found(store, "cafe")) == [("general", 1), ("general", 2)]
+        assert sorted(await found(store, "CAFÉ")) == [("general", 1), ("general", 2)]
+    finally:
+        await store.close()
+
+
+def _migrate_to(url: str, revision: str) -> None:
+    """Run the migrations up to ``revision`` only, as an older chatapp would have."""
+    with as_file(files("chatapp.migrations")) as path:
+        config = Config()
+        config.set_main_option("script_location", str(path))
+        config.set_main_option("sqlalchemy.url", url)
+        command.upgrade(config, revision)
+
+
+async def test_messages_stored_before_the_search_migration_are_found(sqlite_url, tmp_path):
+    """Upgrading a database from before search backfills the index with its messages."""
+    await asyncio.to_thread(_migrate_to, sqlite_url, "0002")  # alembic runs its own loop
+    engine = create_engine(sqlite_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                text("INSERT INTO rooms (name, last_seq, created_at) VALUES ('old', 2, :at)"),
+                {"at": test_store.T0},
+            )
+            for seq, body in [(1, "archived greeting"), (2, "archived farewell")]:
+                await conn.execute(
+                    text(
+                        "INSERT INTO messages (room, seq, user_id, user_name, text, created_at)"
+                        " VALUES ('old', :seq, 'u-alice', 'Alice', :body, :at)"
+                    ),
+                    {"seq": seq, "body": body, "at": test_store.T0},
+                )
+    finally:
+        await engine.dispose()
+    store = await open_store(sqlite_url)  # migrates to the newest revision
+    try:
+        assert sorted(await found(store, "archived")) == [("old", 1), ("old", 2)]
+        assert await found(store, "farewell") == [("old", 2)]
+    finally:
+        await store.close()
+
+
+# --- GET /api/search -----------------------------------------------------------------
+
+
+async def get_search(base: str, headers: dict[str, str] | None = None, **params: object) -> dict:
+    query = urlencode({k: v for k, v in params.items() if v is not None})
+    response = await AsyncHTTPClient().fetch(f"{base}/api/search?{query}", headers=headers)
+    assert response.headers["Content-Type"].startswith("application/json")
+    assert response.headers["Cache-Control"] == "no-store"
+    return json.loads(response.body)
+
+
+async def test_search_endpoint_returns_ranked_hits_with_room_and_seq(http_url, settings):
+    """Hits are message objects with room, seq, user, text, ts and a score, best first."""
+    await populate(settings.database_url)
+    body = await get_search(http_url, q="hello")
+    assert body["query"] == "hello" and body["room"] is None
+    assert sorted((h["room"], h["seq"]) for h in body["hits"]) == [
+        ("general", 1),
+        ("general", 2),
+        ("random", 4),
+    ]
+    hit = next(h for h in body["hits"] if h["seq"] == 1 and h["room"] == "general")
+    assert hit["text"] == "hello everyone"
+    assert hit["user"] == {"id": ALICE.id, "name": ALICE.name}
+    assert hit["ts"] == "2026-11-25T23:59:59.999999Z"
+    scores = [h["score"] for h in body["hits"]]
+    assert scores == sorted(scores, reverse=True)
+
+
+async def test_search_endpoint_filters_by_room_and_limits(http_url, settings):
+    """``room`` keeps one room's hits; ``limit`` caps them."""
+    await populate(settings.database_url)
+    body = await get_search(http_url, q="hello", room="random")
+    assert [(h["room"], h["seq"]) for h in body["hits"]] == [("random", 4)]
+    assert body["room"] == "random"
+    assert len((await get_search(http_url, q="hello", limit=1))["hits"]) == 1
+
+
+async def test_search_endpoint_treats_an_empty_room_as_every_room(http_url, settings):
+    """``room=`` (as an empty form field sends it) searches every room."""
+    await populate(settings.database_url)
+    assert len((await get_search(http_url, q="hello", room=""))["hits"]) == 3
+
+
+async def test_search_endpoint_takes_query_syntax_literally(http_url, settings):
+    """FTS5 operators and stray quotes are searched for, not an error."""
+    await populate(settings.database_url)
+    body = await get_search(http_url, q='quotes " AND ( NEAR')
+    assert [(h["room"], h["seq"]) for h in body["hits"]] == [("random", 3)]
+
+
+@pytest.mark.parametrize(
+    ("params", "code"),
+    [
+        ({}, "bad_field"),
+        ({"q": "   "}, "bad_field"),
+        ({"q": "x" * (MAX_SEARCH_QUERY_CHARS + 1)}, "too_long"),
+        ({"q": "hi", "room": "bad room"}, "bad_room"),
+        ({"q": "hi", "limit": "0"}, "bad_field"),
+        ({"q": "hi", "limit": "many"}, "bad_field"),
+    ],
+)
+async def test_search_endpoint_bad_parameters_get_400_with_a_reason(http_url, params, code):
+    """A missing or blank query, an overlong one, a bad room or limit: 400 and a reason."""
+    with pytest.raises(HTTPClientError) as caught:
+        await get_search(http_url, **params)
+    assert caught.value.code == 400
+    body = json.loads(caught.value.response.body)
+    assert body["error"] == code and body["reason"]
+
+
+def _token(**claims: object) -> str:
+    body = {"sub": "u-reader", "name": "Reader", "exp": int(time.time()) + 60, **claims}
+    return jwt.encode(body, SECRET, algorithm="HS256")
+
+
+async def test_search_endpoint_keeps_to_the_rooms_a_token_allows(serve, settings):
+    """A token limited to some rooms finds nothing elsewhere, and naming another room is 403."""
+    port = await serve(jwt_secret=SECRET)
+    await populate(settings.database_url)
+    base = f"http://127.0.0.1:{port}"
+    limited = {"Authorization": f"Bearer {_token(rooms=['gen*'])}"}
+    body = await get_search(base, limited, q="hello")
+    assert sorted((h["room"], h["seq"]) for h in body["hits"]) == [("general", 1), ("general", 2)]
+    with pytest.raises(HTTPClientError) as caught:
+        await get_search(base, limited, q="hello", room="random")
+    assert caught.value.code == 403
+    with pytest.raises(HTTPClientError) as caught:
+        await get_search(base, q="hello")
+    assert caught.value.code == 401
