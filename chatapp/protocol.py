@@ -32,11 +32,14 @@ _ROOM_NAME = re.compile(ROOM_NAME_PATTERN)
 class ProtocolError(Exception):
     """A client frame or request that cannot be served; becomes an ``error`` frame."""
 
-    def __init__(self, code: ErrorCode, reason: str, ref: str | None = None) -> None:
+    def __init__(
+        self, code: ErrorCode, reason: str, ref: str | None = None, room: str | None = None
+    ) -> None:
         super().__init__(reason)
         self.code = code
         self.reason = reason
         self.ref = ref
+        self.room = room
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +158,8 @@ def message_text(text: str) -> str:
     """Validate message text: visible and at most MAX_TEXT_CHARS characters."""
     if not text.strip():
         raise ProtocolError(ErrorCode.EMPTY_TEXT, "message text is empty")
+    if "\x00" in text:  # PostgreSQL cannot store it, and no chat needs it
+        raise ProtocolError(ErrorCode.BAD_FIELD, "message text may not contain NUL characters")
     if len(text) > MAX_TEXT_CHARS:
         raise ProtocolError(ErrorCode.TOO_LONG, f"message text is over {MAX_TEXT_CHARS} characters")
     return text
@@ -297,10 +302,15 @@ def encode_typing(room: str, user: User) -> str:
     return _dumps({"type": "typing", "room": room, "user": user_dict(user)})
 
 
-def encode_error(code: ErrorCode, reason: str, ref: str | None = None) -> str:
+def encode_error(
+    code: ErrorCode, reason: str, ref: str | None = None, room: str | None = None
+) -> str:
+    """``ref`` names the offending message (its client_id), ``room`` the request's room."""
     out: dict[str, Any] = {"type": "error", "code": str(code), "reason": reason}
     if ref is not None:
         out["ref"] = ref
+    if room is not None:
+        out["room"] = room
     return _dumps(out)
 
 

@@ -13,7 +13,7 @@ import itertools
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any, ClassVar
 
 from tornado.ioloop import IOLoop
@@ -181,21 +181,30 @@ class _Socket(BaseHandler, WebSocketHandler):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _guarded(self, work: Callable[[], Awaitable[None]], ref: str | None = None) -> None:
-        """Run one request; turn every failure into an error reply, never a crash."""
+    async def _guarded(
+        self,
+        work: Awaitable[None],
+        ref: str | None = None,
+        room: str | None = None,
+    ) -> None:
+        """Run one request; turn every failure into an error reply, never a crash.
+
+        The reply names the request's room, so a client can tell which one failed.
+        """
         try:
-            await work()
+            await work
         except ProtocolError as exc:
+            exc.room = exc.room or room
             self.report(exc)
         except StoreError:
-            self.report(ProtocolError(ErrorCode.UNAVAILABLE, "storage is unavailable", ref))
+            self.report(ProtocolError(ErrorCode.UNAVAILABLE, "storage is unavailable", ref, room))
         except Exception:
             log.exception("request failed on connection %s", self.id)
-            self.report(ProtocolError(ErrorCode.UNAVAILABLE, "internal error", ref))
+            self.report(ProtocolError(ErrorCode.UNAVAILABLE, "internal error", ref, room))
 
     def report(self, error: ProtocolError) -> None:
         self.metrics.errors.labels(code=str(error.code)).inc()
-        self.send_text(protocol.encode_error(error.code, error.reason, error.ref))
+        self.send_text(protocol.encode_error(error.code, error.reason, error.ref, error.room))
 
     def on_close(self) -> None:
         connection_id.set(self.id)
@@ -223,7 +232,7 @@ class ChatSocket(_Socket):
         connection_id.set(self.id)
         self._start()
         self.send_text(protocol.encode_hello(self.user, SERVER_NAME))
-        await self._guarded(lambda: self.service.join(self, self.room, self.since, self.limit))
+        await self._guarded(self.service.join(self, self.room, self.since, self.limit))
 
     def on_message(self, message: str | bytes) -> Awaitable[None] | None:
         connection_id.set(self.id)
@@ -241,21 +250,19 @@ class ChatSocket(_Socket):
 
     def _dispatch(self, frame: protocol.ClientFrame) -> Awaitable[None] | None:
         service = self.service
+        room = frame.room
         match frame:
             case protocol.PostMessage():
-                return self._pipelined(self._guarded(lambda: self._post(frame), frame.client_id))
+                return self._pipelined(self._guarded(self._post(frame), frame.client_id, room))
             case protocol.Join():
-                return self._guarded(
-                    lambda: service.join(self, frame.room, frame.since, frame.limit)
-                )
+                request = service.join(self, room, frame.since, frame.limit)
             case protocol.Leave():
-                return self._guarded(lambda: service.leave(self, frame.room))
+                request = service.leave(self, room)
             case protocol.HistoryRequest():
-                return self._guarded(
-                    lambda: service.history(self, frame.room, frame.before, frame.limit)
-                )
+                request = service.history(self, room, frame.before, frame.limit)
             case protocol.Typing():
-                return self._guarded(lambda: service.typing(self, frame.room))
+                request = service.typing(self, room)
+        return self._guarded(request, room=room)
 
     async def _post(self, frame: protocol.PostMessage) -> None:
         result = await self.service.post(self, frame.room, frame.text, frame.client_id)
@@ -284,7 +291,7 @@ class TextSocket(_Socket):
     async def open(self) -> None:
         connection_id.set(self.id)
         self._start()
-        await self._guarded(lambda: self.service.join(self, DEFAULT_ROOM))
+        await self._guarded(self.service.join(self, DEFAULT_ROOM))
 
     def on_message(self, message: str | bytes) -> Awaitable[None] | None:
         connection_id.set(self.id)
@@ -301,7 +308,7 @@ class TextSocket(_Socket):
         except ProtocolError as exc:
             self.report(exc)
             return None
-        return self._pipelined(self._guarded(lambda: self._post(text)))
+        return self._pipelined(self._guarded(self._post(text)))
 
     async def _post(self, text: str) -> None:
         await self.service.post(self, DEFAULT_ROOM, text, None)

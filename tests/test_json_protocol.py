@@ -114,6 +114,7 @@ async def test_posting_to_a_room_not_joined_is_refused(ws_url):
     await client.send({"type": "message", "room": "elsewhere", "text": "x", "client_id": "c9"})
     error = await client.expect("error")
     assert error["code"] == "not_joined" and error["ref"] == "c9" and error["reason"]
+    assert error["room"] == "elsewhere"  # so a client knows which request failed
 
 
 async def test_leave_stops_delivery_and_posting(ws_url):
