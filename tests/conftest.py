@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from chatapp.config import Settings
 from chatapp.server import Chat, build
+from chatapp.store.sql import SqlStore, open_store
 
 #: Seconds a test waits for a frame it expects.
 RECV_TIMEOUT = 5.0
@@ -48,6 +50,46 @@ def close_clients(io_loop: IOLoop) -> Iterator[None]:
     yield
     while _opened:
         _opened.pop().close()
+
+
+PG_HOST, PG_PORT, PG_USER, PG_ADMIN_DB = "127.0.0.1", 5432, "postgres", "test"
+
+
+async def _pg_admin(statement: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database=PG_ADMIN_DB)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+    ]
+)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path, io_loop: IOLoop) -> Iterator[str]:
+    """The URL of a fresh, empty database on each backend (a throwaway PostgreSQL database)."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}"
+        return
+    name = f"chatapp_test_{uuid.uuid4().hex[:16]}"
+    io_loop.run_sync(lambda: _pg_admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+    finally:
+        io_loop.run_sync(lambda: _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def store(db_url: str, io_loop: IOLoop) -> Iterator[SqlStore]:
+    """A migrated store on a fresh database of each backend, closed after the test."""
+    opened = io_loop.run_sync(lambda: open_store(db_url))
+    yield opened
+    io_loop.run_sync(opened.close)
 
 
 @pytest.fixture

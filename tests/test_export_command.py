@@ -11,19 +11,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import test_store
-from chatdata import GENERAL_ON_26TH, populate
+from chatdata import GENERAL_ON_26TH, T0, msg, populate
 from procs import RUN_TIMEOUT, chatapp_env, run_chatapp
 from sqlalchemy import text
-from test_store import msg
 from tornado.ioloop import IOLoop
 
 from chatapp.store import UnknownRoom
 from chatapp.store.sql import create_engine, open_store
 
 #: Fresh databases on both backends, as in the store tests.
-db_url = test_store.db_url
-store = test_store.store
 
 FIELDS = ["room", "seq", "id", "user_id", "user_name", "text", "created_at", "client_id"]
 
@@ -183,7 +179,7 @@ async def test_a_large_export_runs_in_constant_memory(tmp_path):
         async with engine.begin() as conn:
             await conn.execute(
                 text("INSERT INTO rooms (name, last_seq, created_at) VALUES ('big', :n, :at)"),
-                {"n": count, "at": test_store.T0},
+                {"n": count, "at": T0},
             )
             await conn.execute(
                 text(
@@ -191,7 +187,7 @@ async def test_a_large_export_runs_in_constant_memory(tmp_path):
                     " INSERT INTO messages (room, seq, user_id, user_name, text, created_at)"
                     " SELECT 'big', i, 'u', 'U', printf('%.2000c', 'x'), :at FROM n"
                 ),
-                {"n": count, "at": test_store.T0},
+                {"n": count, "at": T0},
             )
     finally:
         await engine.dispose()

@@ -1,12 +1,28 @@
-"""The conversation of PROTOCOL.md over /ws: hello, history, messages, acks, rooms."""
+"""The conversation of PROTOCOL.md over /ws: hello, history, messages, acks, rooms.
+
+Every test runs twice: on SQLite and on PostgreSQL.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
+import pytest
 from conftest import Client, connect_json, post
 
 from chatapp.codes import DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT
+
+
+@pytest.fixture(autouse=True)
+def backend(db_url):
+    """Requested statically, so pytest parametrizes every test by database."""
+    return db_url
+
+
+@pytest.fixture
+def settings(settings, backend):
+    return dataclasses.replace(settings, db_url=backend)
 
 
 async def fill(client: Client, count: int, room: str = "general", prefix: str = "m") -> None:

@@ -11,10 +11,9 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import test_store
+from chatdata import T0, msg, seqs
 from conftest import connect_json, post
 from sqlalchemy import text
-from test_store import T0, msg, seqs
 from tornado.httpclient import AsyncHTTPClient
 
 from chatapp.cli import build_parser, settings_from
@@ -23,8 +22,6 @@ from chatapp.retention import Retention
 from chatapp.store.sql import SqlStore, create_engine, open_store
 
 #: Fresh databases on both backends, as in the store tests.
-db_url = test_store.db_url
-store = test_store.store
 
 DAY = timedelta(days=1)
 

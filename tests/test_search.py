@@ -10,12 +10,10 @@ from urllib.parse import urlencode
 
 import jwt
 import pytest
-import test_store
 from alembic import command
 from alembic.config import Config
-from chatdata import populate
+from chatdata import ALICE, BOB, T0, msg, populate
 from sqlalchemy import text
-from test_store import ALICE, BOB, msg
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 from chatapp.codes import MAX_SEARCH_QUERY_CHARS
@@ -23,8 +21,6 @@ from chatapp.store.search import Word, fts5_query, words
 from chatapp.store.sql import SqlStore, create_engine, open_store
 
 #: Fresh databases on both backends, as in the store tests.
-db_url = test_store.db_url
-store = test_store.store
 
 SECRET = "test-secret-that-is-long-enough-for-hs256"
 
@@ -163,8 +159,8 @@ async def test_search_follows_updates_and_deletes(store, db_url):
 
 async def test_pruned_messages_are_not_found(store):
     """Retention's deletes reach the search index too."""
-    await store.append([msg(body="old secret", at=test_store.T0), msg(body="new secret")])
-    await store.prune("general", test_store.T0.replace(year=2030), 1)
+    await store.append([msg(body="old secret", at=T0), msg(body="new secret")])
+    await store.prune("general", T0.replace(year=2030), 1)
     assert await found(store, "secret") == [("general", 2)]
 
 
@@ -204,7 +200,7 @@ async def test_messages_stored_before_the_search_migration_are_found(sqlite_url,
         async with engine.begin() as conn:
             await conn.execute(
                 text("INSERT INTO rooms (name, last_seq, created_at) VALUES ('old', 2, :at)"),
-                {"at": test_store.T0},
+                {"at": T0},
             )
             for seq, body in [(1, "archived greeting"), (2, "archived farewell")]:
                 await conn.execute(
@@ -212,7 +208,7 @@ async def test_messages_stored_before_the_search_migration_are_found(sqlite_url,
                         "INSERT INTO messages (room, seq, user_id, user_name, text, created_at)"
                         " VALUES ('old', :seq, 'u-alice', 'Alice', :body, :at)"
                     ),
-                    {"seq": seq, "body": body, "at": test_store.T0},
+                    {"seq": seq, "body": body, "at": T0},
                 )
     finally:
         await engine.dispose()

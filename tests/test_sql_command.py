@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import test_store
 from chatdata import populate
 from procs import CHATAPP, RUN_TIMEOUT, chatapp_env, run_chatapp, run_chatapp_async
 from tornado.ioloop import IOLoop
@@ -20,7 +19,6 @@ from chatapp.store import WriteRefused
 from chatapp.store.query import ReadOnlyDatabase
 
 #: Fresh databases on both backends, as in the store tests.
-db_url = test_store.db_url
 
 GENERAL = "SELECT seq, user_name, text FROM messages WHERE room = 'general' ORDER BY seq"
 INTACT = "SELECT count(*) AS n, max(text) AS t FROM messages"

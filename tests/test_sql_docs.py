@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import test_store
 from chatdata import GENERAL_ON_26TH, populate
 from sqlalchemy import inspect, text
 from tornado.ioloop import IOLoop
@@ -26,7 +25,6 @@ _BLOCK = re.compile(r"^```(sql|sqlite|postgresql)\n(.*?)^```", re.MULTILINE | re
 _INDEX_NOTE = re.compile(r"^-- index: (.+)$", re.MULTILINE)
 
 #: Fresh databases on both backends, as in the store tests.
-db_url = test_store.db_url
 
 
 def examples(dialect: str) -> list[str]:

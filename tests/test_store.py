@@ -8,83 +8,22 @@ auth) and dropped afterwards.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from importlib.resources import as_file, files
-from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from chatdata import ALICE, BOB, T0, msg, seqs
+from conftest import PG_HOST, PG_PORT, PG_USER
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
-from tornado.ioloop import IOLoop
 
-from chatapp.model import NewMessage, StoredMessage, User
+from chatapp.model import NewMessage, StoredMessage
 from chatapp.store import StoreError
 from chatapp.store.schema import Base
 from chatapp.store.sql import SqlStore, create_engine, open_store
-
-PG_HOST = "127.0.0.1"
-PG_PORT = 5432
-PG_USER = "postgres"
-PG_ADMIN_DB = "test"
-
-ALICE = User(id="u-alice", name="Alice")
-BOB = User(id="u-bob", name="Bob")
-T0 = datetime(2026, 11, 26, 12, 0, 0, 123456, tzinfo=UTC)
-
-
-async def _pg_admin(statement: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database=PG_ADMIN_DB)
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
-@pytest.fixture(
-    params=[
-        pytest.param("sqlite", id="sqlite"),
-        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-    ]
-)
-def db_url(request: pytest.FixtureRequest, tmp_path: Path, io_loop: IOLoop) -> Iterator[str]:
-    """The URL of a fresh, empty database on each backend."""
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}"
-        return
-    name = f"chatapp_test_{uuid.uuid4().hex[:16]}"
-    io_loop.run_sync(lambda: _pg_admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
-    finally:
-        io_loop.run_sync(lambda: _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-@pytest.fixture
-def store(db_url: str, io_loop: IOLoop) -> Iterator[SqlStore]:
-    """A migrated store on the fresh database, closed after the test."""
-    opened = io_loop.run_sync(lambda: open_store(db_url))
-    yield opened
-    io_loop.run_sync(opened.close)
-
-
-def msg(
-    room: str = "general",
-    body: str = "hi",
-    user: User = ALICE,
-    client_id: str | None = None,
-    at: datetime = T0,
-) -> NewMessage:
-    return NewMessage(room=room, user=user, text=body, client_id=client_id, created_at=at)
-
-
-def seqs(messages: list[StoredMessage]) -> list[int]:
-    return [m.seq for m in messages]
 
 
 async def fill(store: SqlStore, room: str, count: int) -> list[StoredMessage]:
