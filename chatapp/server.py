@@ -89,8 +89,16 @@ def _prepare_data_dir(settings: Settings) -> None:
 
 
 async def stop(server: HTTPServer, service: ChatService) -> None:
-    """Graceful shutdown: nothing acknowledged or queued is lost."""
+    """Graceful shutdown: stop accepting, then ``shut_down`` the service."""
     server.stop()
+    await shut_down(service)
+
+
+async def shut_down(service: ChatService) -> None:
+    """Commit and acknowledge everything queued, close sockets with 1001, release the database.
+
+    Nothing acknowledged or queued is lost.
+    """
     await service.drain()
     for conn in list(service.connections):
         conn.close(CloseCode.GOING_AWAY, "server shutting down")

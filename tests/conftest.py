@@ -13,6 +13,7 @@ import dataclasses
 import json
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from tornado.web import Application
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from chatapp.config import Settings
-from chatapp.server import Chat, build
+from chatapp.server import Chat, build, shut_down
 from chatapp.store.sql import SqlStore, open_store
 
 #: Seconds a test waits for a frame it expects.
@@ -41,8 +42,22 @@ def io_loop() -> Iterator[IOLoop]:
     loop = IOLoop(make_current=False)
     asyncio.set_event_loop(loop.asyncio_loop)  # type: ignore[attr-defined]
     yield loop
+    loop.run_sync(_finish_pending_tasks)
     loop.close(all_fds=True)
     asyncio.set_event_loop(None)
+
+
+async def _finish_pending_tasks() -> None:
+    """Cancel what a test left running and let it unwind while the loop still runs.
+
+    Otherwise a task holding a database connection is collected after the loop
+    closed, and aiosqlite's worker thread fails reporting to that closed loop.
+    """
+    current = asyncio.current_task()
+    pending = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
 
 
 @pytest.fixture(autouse=True)
@@ -109,7 +124,7 @@ def chat_factory(io_loop: IOLoop) -> Iterator[Callable[[Settings], Chat]]:
 
     yield make
     for chat in built:
-        io_loop.run_sync(chat.service.close)
+        io_loop.run_sync(partial(shut_down, chat.service))
 
 
 @pytest.fixture
@@ -133,7 +148,7 @@ def serve(settings: Settings, io_loop: IOLoop) -> Iterator[Callable[..., Awaitab
     yield start
     for server, chat in started:
         server.stop()
-        io_loop.run_sync(chat.service.close)
+        io_loop.run_sync(partial(shut_down, chat.service))
 
 
 @pytest.fixture
