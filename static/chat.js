@@ -1,14 +1,15 @@
 // chatapp in the browser. This module speaks the JSON protocol over the
 // WebSocket that connection.js keeps open, and wires the parts together:
 // session.js (sign-in), rooms.js (each room's messages, gapless by seq),
-// outbox.js (sends that survive drops), messages.js, sidebar.js and
-// composer.js (views).
+// outbox.js (sends that survive drops), messages.js, sidebar.js,
+// composer.js and search.js (views).
 
 import { Composer } from "./composer.js";
 import { CLOSE_TOKEN_EXPIRED, Connection } from "./connection.js";
 import { MessageView, element } from "./messages.js";
 import { Outbox } from "./outbox.js";
 import { ROOM_PATTERN, Rooms } from "./rooms.js";
+import { Search } from "./search.js";
 import { Session } from "./session.js";
 import { Sidebar } from "./sidebar.js";
 import { signIn } from "./signin.js";
@@ -16,6 +17,8 @@ import { signIn } from "./signin.js";
 const PAGE_SIZE = 50;
 const GAP_PAGE_SIZE = 200; // the server's largest page
 const GAP_REFILL_LIMIT = 1000; // missed more than this: show the newest, the rest by scrolling
+const SEARCH_LIMIT = 50;
+const HIT_CONTEXT = 20; // messages loaded above a search hit, so that it is not at the very top
 const TYPING_SHOWN_MS = 5000;
 const ACK_TIMEOUT_MS = 15000; // no ack this long on an open socket: it is probably dead
 const RATE_LIMITED_RETRY_MS = 1500;
@@ -30,6 +33,8 @@ let me = null; // {id, name}
 let rooms = null; // Rooms, once signed in
 let outbox = null; // Outbox, once signed in
 let urlRoom = ""; // the room the current connection joined through its URL
+let jumps = 0; // counts the search hits chosen: a later choice ends the way to an earlier one
+let awaitedHit = null; // a chosen hit whose room waits for its first history
 
 const sidebar = new Sidebar({
   open: (name) => openRoom(name, true),
@@ -46,6 +51,7 @@ const view = new MessageView({
   discard: discardSend,
 });
 const composer = new Composer({ send: sendMessage, typing: sendTyping });
+const search = new Search({ find: findMessages, choose: showHit });
 const connection = new Connection({
   url: socketUrl,
   opened: () => {},
@@ -181,6 +187,7 @@ function received(name, messages, live, hasMore = false) {
   }
   display(room, shown, first, live);
   if (room.held.size) fillGap(room);
+  if (first && awaitedHit?.room === name && room === rooms.active) showHit(awaitedHit);
 }
 
 function display(room, shown, first = false, live = false) {
@@ -227,21 +234,31 @@ async function fillGap(room) {
   }
 }
 
-/** One older page above the first message, while the user scrolls up. */
-async function loadOlder(retry) {
+/**
+ * One older page above the first message, while the user scrolls up or on the way to a
+ * search hit. Resolves when it is shown (at once if there is nothing to load); while a
+ * page is on its way, asking again waits for that one.
+ */
+function loadOlder(retry, limit = PAGE_SIZE) {
   const room = rooms?.active;
-  if (!room?.synced || !room.hasOlder || room.loadingOlder || (room.olderFailed && !retry)) return;
-  room.loadingOlder = true;
-  room.olderFailed = false;
-  view.renderStart();
+  if (!room?.synced || !room.hasOlder || (room.olderFailed && !retry)) return Promise.resolve();
+  if (!room.loadingOlder) {
+    room.olderFailed = false;
+    room.loadingOlder = addOlderPage(room, limit); // addOlderPage clears it before showing
+    view.renderStart();
+  }
+  return room.loadingOlder;
+}
+
+async function addOlderPage(room, limit) {
   let added = [];
   try {
-    const page = await fetchPage(room.name, room.oldest, PAGE_SIZE);
+    const page = await fetchPage(room.name, room.oldest, limit);
     added = room.addOlder(page.messages, page.has_more);
   } catch (error) {
     room.olderFailed = !(error.status === 401 && (await reauthenticate()));
   } finally {
-    room.loadingOlder = false;
+    room.loadingOlder = null;
   }
   if (room !== rooms.active) return;
   view.prepended(added);
@@ -249,12 +266,13 @@ async function loadOlder(retry) {
   view.wantOlder(); // a short page on a tall screen: keep going
 }
 
-async function fetchPage(name, before, limit) {
+function fetchPage(name, before, limit) {
   const query = new URLSearchParams({ before: String(before), limit: String(limit) });
-  const response = await fetch(`/api/rooms/${encodeURIComponent(name)}/messages?${query}`, {
-    headers: session.headers(),
-    cache: "no-store",
-  });
+  return getJson(`/api/rooms/${encodeURIComponent(name)}/messages?${query}`);
+}
+
+async function getJson(url) {
+  const response = await fetch(url, { headers: session.headers(), cache: "no-store" });
   if (!response.ok) throw Object.assign(new Error(`HTTP ${response.status}`), { status: response.status });
   return response.json();
 }
@@ -353,6 +371,38 @@ function checkAcks() {
 function sendTyping() {
   const room = rooms?.active;
   return Boolean(room?.synced) && connection.send({ type: "typing", room: room.name });
+}
+
+// --- search ------------------------------------------------------------------
+
+/** The best matches for a query in every room this user may read, as GET /api/search answers. */
+async function findMessages(q) {
+  const url = `/api/search?${new URLSearchParams({ q, limit: String(SEARCH_LIMIT) })}`;
+  try {
+    return await getJson(url);
+  } catch (error) {
+    if (error.status === 401 && (await reauthenticate())) return getJson(url);
+    throw error;
+  }
+}
+
+/** Open a hit's room (joining it if need be), page back to the hit, and show it. */
+async function showHit(hit) {
+  const jump = ++jumps;
+  if (rooms.active?.name !== hit.room) openRoom(hit.room);
+  const room = rooms.get(hit.room);
+  if (!room) return;
+  awaitedHit = room.synced ? null : hit; // received() comes back here with the first history
+  if (!room.synced) return;
+  const current = () => jump === jumps && rooms.active === room; // else the user moved on
+  while (current() && room.oldest > hit.seq && room.hasOlder) {
+    await loadOlder(true, Math.min(GAP_PAGE_SIZE, room.oldest - hit.seq + HIT_CONTEXT));
+    if (room.olderFailed) break;
+  }
+  if (!current()) return;
+  if (room.find(hit.seq)) view.reveal(hit.seq);
+  else if (room.olderFailed) notify("Could not load older messages. Please try again.");
+  else notify(`That message is no longer in #${room.name}.`);
 }
 
 // --- rooms -------------------------------------------------------------------
@@ -510,6 +560,7 @@ async function main() {
   }
   me = session.user;
   $("account").hidden = false;
+  search.form.hidden = false;
   rooms = new Rooms(me.id);
   outbox = new Outbox(me.id);
   const wanted = roomFromHash();

@@ -7,6 +7,7 @@
 const GROUP_GAP_MS = 5 * 60 * 1000; // a pause this long starts a new group
 const NEAR_TOP_PX = 600; // start fetching older messages this close to the top
 const AT_BOTTOM_PX = 48;
+const FOUND_MS = 3000; // how long a message reached from search stays highlighted
 const URL_PATTERN = /\bhttps?:\/\/[^\s<>"']+[^\s<>"'.,;:!?)\]]/g;
 
 export class MessageView {
@@ -81,6 +82,18 @@ export class MessageView {
     }
     this.renderStart();
     if (anchor) this.scroller.scrollTop += this.textTop(anchor) - before;
+  }
+
+  /** Bring a loaded message to the middle of the view, highlighted for a moment and focused. */
+  reveal(seq) {
+    const node = this.nodes.get(seq);
+    node.scrollIntoView({ block: "center" });
+    this.following = this.isAtBottom();
+    this.updateJump();
+    node.classList.add("found");
+    setTimeout(() => node.classList.remove("found"), FOUND_MS);
+    node.tabIndex = -1; // focusable from here, so screen readers land on it
+    node.focus({ preventScroll: true });
   }
 
   /** The seq of the first message whose bottom is inside the viewport. */

@@ -15,7 +15,7 @@ export class Room {
     this.top = null; // newest seq of the run; null until the first history arrives
     this.held = new Map(); // seq -> message that arrived past a gap
     this.hasOlder = true; // the room has messages before messages[0]
-    this.loadingOlder = false;
+    this.loadingOlder = null; // the older page on its way (a Promise), if any
     this.olderFailed = false;
     this.filling = false;
     this.lastRead = null; // newest seq the user has seen here; null: first visit

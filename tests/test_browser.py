@@ -723,3 +723,155 @@ async def test_readme_screenshots_show_a_real_conversation(http_url, open_chat):
     await sam.page.screenshot(path=DOCS / "screenshot-phone.png")
     for name in ("screenshot.png", "screenshot-phone.png"):
         assert (DOCS / name).read_bytes().startswith(b"\x89PNG")
+
+
+# --- search ----------------------------------------------------------------
+
+_MESSAGES_AROUND_JS = """(seq) => {
+  const scroller = document.getElementById("scroller").getBoundingClientRect();
+  const seqs = [...document.querySelectorAll("#messages > li.message")]
+    .map((li) => Number(li.dataset.seq));
+  const visible = [seq - 1, seq, seq + 1].every((s) => {
+    const box = document.querySelector(`#messages > li[data-seq="${s}"]`).getBoundingClientRect();
+    return box.top >= scroller.top && box.bottom <= scroller.bottom;
+  });
+  return {seqs, visible};
+}"""
+
+
+_FOUND = re.compile(r"\bfound\b")
+
+
+def _archive(index: int) -> str:
+    return f"archive note {index}" + (": remember the quokka sighting?" if index == 40 else "")
+
+
+async def test_choosing_a_hit_opens_its_room_at_that_message(ws_url, http_url, open_chat):
+    """A hit 260 messages back in a room not joined yet: joined, paged back, shown, lit."""
+    total = 300
+    hello = await seed(ws_url, [_archive(i) for i in range(1, total + 1)], room="archive")
+    await seed(ws_url, ["a recent message in general"])
+    chat = await open_chat(
+        f"{http_url}/",
+        "Reader",
+        viewport={"width": 900, "height": 600},
+        timezone_id="Asia/Kolkata",
+    )
+    await chat.wait_for_texts(["a recent message in general"])
+    page, keyboard = chat.page, chat.page.keyboard
+
+    await page.get_by_role("searchbox", name="Search messages").focus()
+    await keyboard.type("Quokka")
+    await keyboard.press("Enter")
+    results = page.locator("#search-results")
+    await expect(page.locator("#search-status")).to_have_text("1 result for “Quokka”")
+    hit = page.locator("#search-hits .hit")
+    await expect(hit).to_have_count(1)
+    await expect(hit.locator(".hit-room")).to_have_text("#archive")
+    await expect(hit.locator(".author")).to_have_text(hello["user"]["name"])
+    await expect(hit.locator(".hit-text")).to_have_text(_archive(40))
+    await expect(hit.locator("mark")).to_have_text(["quokka"])
+    when = datetime.fromisoformat(await hit.locator("time").get_attribute("datetime") or "")
+    local = when.astimezone(timezone(timedelta(hours=5, minutes=30)))
+    shown = (await hit.locator("time").text_content() or "").replace("\u202f", " ")
+    hour = local.strftime("%I").lstrip("0")
+    assert shown == f"{local:%b} {local.day}, {local.year}, {hour}:{local:%M %p}"
+
+    await keyboard.press("ArrowDown")
+    await expect(hit).to_be_focused()
+    await keyboard.press("Enter")
+    await expect(results).to_be_hidden()
+    await expect(page.locator("#room-title")).to_have_text("#archive")
+    await expect(page.locator('button.room[data-room="archive"]')).to_be_visible()
+    found = chat.item("remember the quokka sighting")
+    await expect(found).to_be_in_viewport()
+    await expect(found).to_have_class(_FOUND)
+    await expect(found).to_be_focused()
+    await expect(found).to_have_attribute("data-seq", "40")
+
+    around = await page.evaluate(_MESSAGES_AROUND_JS, 40)
+    assert around["visible"], "the messages just before and after the hit are in view too"
+    seqs = around["seqs"]
+    assert seqs == list(range(seqs[0], total + 1))  # in order: no gap, no duplicate
+    assert seqs[0] < 40
+    assert await chat.texts() == [_archive(i) for i in seqs]
+
+    # The rest of the room still pages in above it, gapless, down to its first message.
+    start = page.locator("#history-start")
+    while True:
+        await expect(start).not_to_have_attribute("data-state", "loading")
+        if await start.get_attribute("data-state") == "beginning":
+            break
+        anchor = await page.evaluate(_SCROLL_TO_TOP_JS)
+        await page.wait_for_function(_FIRST_SEQ_BELOW_JS, arg=anchor["seq"])
+    await chat.wait_for_texts([_archive(i) for i in range(1, total + 1)])
+
+
+_HIT_MARKUP = '<img src=x onerror="window.pwned=1"> "quoted" & <b>bold</b> it\'s'
+_HIT_QUERY = '"quoted" <b>bold</b>'
+
+
+async def test_markup_and_quotes_in_queries_and_hits_are_shown_as_text(ws_url, http_url, open_chat):
+    """The query and the hit are text: only <mark> elements are made, around the words."""
+    await seed(ws_url, [_HIT_MARKUP, "something else entirely"])
+    chat = await open_chat(f"{http_url}/", "Reader")
+    await chat.wait_for_texts([_HIT_MARKUP, "something else entirely"])
+    await chat.page.fill("#search", _HIT_QUERY)
+    await chat.page.press("#search", "Enter")
+    await expect(chat.page.locator("#search-status")).to_have_text(f"1 result for “{_HIT_QUERY}”")
+    hit = chat.page.locator("#search-hits .hit")
+    await expect(hit.locator(".hit-text")).to_have_text(_HIT_MARKUP)
+    await expect(hit.locator("mark")).to_have_text(["quoted", "b", "bold", "b"])
+    tags = await chat.page.evaluate("() => document.body.querySelectorAll('img, script, b').length")
+    assert tags == 0
+    assert await chat.page.evaluate("() => window.pwned") is None
+
+    await hit.click()  # a hit in the open room: it is shown where it is
+    await expect(chat.page.locator("#search-results")).to_be_hidden()
+    await expect(chat.item("quoted")).to_have_class(_FOUND)
+    await expect(chat.page.locator("#room-title")).to_have_text("#general")
+    await chat.wait_for_texts([_HIT_MARKUP, "something else entirely"])
+
+
+async def test_no_hits_is_said_and_escape_closes_at_phone_width_in_dark_mode(
+    ws_url, http_url, open_chat
+):
+    """No hits: the box says so, quoting the query as typed; Escape closes it, keeping the query."""
+    await seed(ws_url, ["nothing to see here"])
+    chat = await open_chat(
+        f"{http_url}/",
+        "Pat",
+        viewport={"width": 375, "height": 740},
+        color_scheme="dark",
+        is_mobile=True,
+        has_touch=True,
+    )
+    page = chat.page
+    box = page.get_by_role("searchbox", name="Search messages")
+    await expect(box).to_be_in_viewport()
+    for query in ("zebra", "<script>window.pwned=1</script>"):
+        await box.fill(query)
+        await box.press("Enter")
+        status = page.locator("#search-status")
+        await expect(status).to_have_text(f"No messages match “{query}”.")
+        await expect(page.locator("#search-hits li")).to_have_count(0)
+    assert await page.evaluate("() => window.pwned") is None
+
+    results = page.locator("#search-results")
+    await expect(results).to_be_in_viewport(ratio=1)
+    scroll_width, width = await page.evaluate(
+        "() => [document.documentElement.scrollWidth, window.innerWidth]"
+    )
+    assert scroll_width <= width
+    panel, body = await page.evaluate(
+        """() => [document.getElementById("search-results"), document.body]
+                   .map((node) => getComputedStyle(node).backgroundColor)"""
+    )
+    assert panel == body
+    assert _luminance(panel) < 0.2  # dark, like the rest of the page
+
+    await box.press("Escape")
+    await expect(results).to_be_hidden()
+    await expect(box).to_be_focused()
+    await expect(box).to_have_value("<script>window.pwned=1</script>")
+    await expect(page.locator("#text")).to_be_in_viewport()
