@@ -8,7 +8,6 @@ release the database.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import signal
 import tempfile
@@ -24,6 +23,7 @@ from chatapp.auth import KeyConfigError
 from chatapp.broker import LocalBroker
 from chatapp.codes import CloseCode
 from chatapp.config import Settings
+from chatapp.gcpause import FullCollectionGuard
 from chatapp.hub import Hub
 from chatapp.metrics import Metrics
 from chatapp.service import ChatService
@@ -125,9 +125,8 @@ async def serve(settings: Settings) -> None:
         raise
     server = HTTPServer(chat.app, xheaders=settings.trusted_proxy)
     server.add_sockets(sockets)
-    # Everything built so far lives as long as the process: keep it out of the
-    # collector's full passes, which otherwise stall every broadcast for tens of ms.
-    gc.freeze()
+    collector = FullCollectionGuard(lambda: len(chat.service.connections))
+    collector.start()
     port = sockets[0].getsockname()[1]
     log.info("chatapp listening on http://%s:%d/ (database %s)", settings.host, port, chat.database)
     stopping = asyncio.Event()
@@ -137,3 +136,4 @@ async def serve(settings: Settings) -> None:
     await stopping.wait()
     log.info("shutting down")
     await stop(server, chat.service)
+    await collector.close()
