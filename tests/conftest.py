@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from chatdata import populate
 from procs import Launch, Server, spawn_server, wait_ready
 from tornado.httpclient import HTTPRequest
 from tornado.httpserver import HTTPServer
@@ -105,6 +106,13 @@ def store(db_url: str, io_loop: IOLoop) -> Iterator[SqlStore]:
     opened = io_loop.run_sync(lambda: open_store(db_url))
     yield opened
     io_loop.run_sync(opened.close)
+
+
+@pytest.fixture
+def populated(db_url: str, io_loop: IOLoop) -> Iterator[str]:
+    """A database of each backend holding the sample history of ``chatdata``."""
+    io_loop.run_sync(lambda: populate(db_url))
+    yield db_url
 
 
 @pytest.fixture

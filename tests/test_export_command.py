@@ -7,14 +7,12 @@ import io
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from chatdata import GENERAL_ON_26TH, T0, msg, populate
+from chatdata import GENERAL_ON_26TH, T0, msg
 from procs import RUN_TIMEOUT, chatapp_env, run_chatapp
 from sqlalchemy import text
-from tornado.ioloop import IOLoop
 
 from chatapp.store import UnknownRoom
 from chatapp.store.sql import create_engine, open_store
@@ -22,12 +20,6 @@ from chatapp.store.sql import create_engine, open_store
 #: Fresh databases on both backends, as in the store tests.
 
 FIELDS = ["room", "seq", "id", "user_id", "user_name", "text", "created_at", "client_id"]
-
-
-@pytest.fixture
-def populated(db_url: str, io_loop: IOLoop) -> Iterator[str]:
-    io_loop.run_sync(lambda: populate(db_url))
-    yield db_url
 
 
 def export(url: str, *args: str) -> subprocess.CompletedProcess[str]:

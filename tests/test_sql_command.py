@@ -6,14 +6,13 @@ import csv
 import io
 import json
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 from chatdata import populate
 from procs import CHATAPP, RUN_TIMEOUT, chatapp_env, run_chatapp, run_chatapp_async
-from tornado.ioloop import IOLoop
 
 from chatapp.store import WriteRefused
 from chatapp.store.query import ReadOnlyDatabase
@@ -22,12 +21,6 @@ from chatapp.store.query import ReadOnlyDatabase
 
 GENERAL = "SELECT seq, user_name, text FROM messages WHERE room = 'general' ORDER BY seq"
 INTACT = "SELECT count(*) AS n, max(text) AS t FROM messages"
-
-
-@pytest.fixture
-def populated(db_url: str, io_loop: IOLoop) -> Iterator[str]:
-    io_loop.run_sync(lambda: populate(db_url))
-    yield db_url
 
 
 def sql(url: str, *args: str) -> subprocess.CompletedProcess[str]:

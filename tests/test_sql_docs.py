@@ -8,14 +8,13 @@ blocks on their own database, all through the read-only connection of
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
-from chatdata import GENERAL_ON_26TH, populate
+from chatdata import GENERAL_ON_26TH
 from sqlalchemy import inspect, text
-from tornado.ioloop import IOLoop
 
 from chatapp.store.query import ReadOnlyDatabase
 from chatapp.store.sql import create_engine
@@ -64,12 +63,6 @@ async def run(url: str, sql: str) -> Rows:
         return rows
     finally:
         await database.close()
-
-
-@pytest.fixture
-def populated(db_url: str, io_loop: IOLoop) -> Iterator[str]:
-    io_loop.run_sync(lambda: populate(db_url))
-    yield db_url
 
 
 def test_the_doc_has_examples_for_both_databases():
