@@ -29,10 +29,10 @@ class MessagesHandler(BaseHandler):
             limit = self.query_int("limit", minimum=1)
         except ProtocolError as exc:
             raise ApiError(400, str(exc.code), exc.reason) from None
-        if not identity.may_use(name):
-            raise ApiError(403, "forbidden", f"no access to room {name!r}")
         try:
-            page = await self.service.page(name, before, limit)
+            page = await self.service.page(identity, name, before, limit)
+        except ProtocolError as exc:  # the room is not the caller's
+            raise ApiError(403, str(exc.code), exc.reason) from None
         except StoreError as exc:
             raise ApiError(503, "unavailable", "storage is unavailable") from exc
         self.set_header("Cache-Control", "no-store")

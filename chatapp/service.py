@@ -34,9 +34,20 @@ from chatapp.writer import BatchWriter, WriteFailed, WriterClosed
 from chatapp.wsframe import text_frame
 
 
+def require_access(identity: Identity, room: str, ref: str | None = None) -> None:
+    """The one room-access rule: the token's ``rooms`` claim must cover ``room``."""
+    if not identity.may_use(room):
+        raise ProtocolError(ErrorCode.FORBIDDEN, f"no access to room {room!r}", ref)
+
+
 class Connection(Member, Protocol):
     @property
     def identity(self) -> Identity: ...
+
+    @property
+    def address(self) -> str:
+        """The client's IP address ("" when unknown)."""
+        ...
 
     def close(self, code: int | None = None, reason: str | None = None) -> None: ...
 
@@ -64,7 +75,6 @@ class ChatService:
         self._max_per_address = max_per_address
         self._per_user: Counter[str] = Counter()
         self._per_address: Counter[str] = Counter()
-        self._addresses: dict[Connection, str | None] = {}
         self._none_open = asyncio.Event()
         self._none_open.set()
         metrics.count_connections(lambda: len(self.connections))
@@ -111,22 +121,18 @@ class ChatService:
             return f"this address already has {self._max_per_address} connections"
         return None
 
-    def connect(self, conn: Connection, address: str | None = None) -> None:
+    def connect(self, conn: Connection) -> None:
         self.connections.add(conn)
         self._none_open.clear()
         self._per_user[conn.user.id] += 1
-        self._addresses[conn] = address
-        if address:
-            self._per_address[address] += 1
+        self._per_address[conn.address] += 1
 
     async def disconnect(self, conn: Connection) -> None:
         if conn not in self.connections:
             return
         self.connections.discard(conn)
         self._per_user[conn.user.id] -= 1
-        address = self._addresses.pop(conn, None)
-        if address:
-            self._per_address[address] -= 1
+        self._per_address[conn.address] -= 1
         if not self.connections:
             self._none_open.set()
         for room in self._hub.rooms_of(conn):
@@ -141,7 +147,7 @@ class ChatService:
         ``since`` (up to MAX_REPLAY, in pages), or the newest page with
         ``has_more`` when more were missed than that.
         """
-        self._require_access(conn, room)
+        require_access(conn.identity, room)
         page_size = protocol.clamp_limit(limit, DEFAULT_HISTORY_LIMIT)
         self._hub.begin_join(conn, room)
         try:
@@ -221,8 +227,11 @@ class ChatService:
         self._require_member(conn, room)
         await self._broker.publish([TypingEvent(room, conn.user, conn.id)])
 
-    async def page(self, room: str, before: int | None, limit: int | None) -> Page:
+    async def page(
+        self, identity: Identity, room: str, before: int | None, limit: int | None
+    ) -> Page:
         """One page of scrollback: the newest messages, or those before ``before``."""
+        require_access(identity, room)
         size = protocol.clamp_limit(limit, DEFAULT_HISTORY_LIMIT)
         if before is None:
             return await self._store.latest(room, size)
@@ -236,24 +245,18 @@ class ChatService:
         size = min(limit or DEFAULT_SEARCH_LIMIT, MAX_SEARCH_LIMIT)
         rooms: list[str] | None = None
         if room is not None:
-            if not identity.may_use(room):
-                raise ProtocolError(ErrorCode.FORBIDDEN, f"no access to room {room!r}")
+            require_access(identity, room)
             rooms = [room]
         elif identity.rooms is not None:
             rooms = [name for name in await self._store.room_names() if identity.may_use(name)]
         return await self._store.search(query, rooms, size)
 
     async def history(self, conn: Connection, room: str, before: int, limit: int | None) -> None:
-        self._require_access(conn, room)
-        page = await self.page(room, before, limit)
+        page = await self.page(conn.identity, room, before, limit)
         conn.send(self._history_frames(conn, room, [page]))
 
-    def _require_access(self, conn: Connection, room: str, ref: str | None = None) -> None:
-        if not conn.identity.may_use(room):
-            raise ProtocolError(ErrorCode.FORBIDDEN, f"no access to room {room!r}", ref)
-
     def _require_member(self, conn: Connection, room: str, ref: str | None = None) -> None:
-        self._require_access(conn, room, ref)
+        require_access(conn.identity, room, ref)
         if not self._hub.is_member(conn, room):
             raise ProtocolError(ErrorCode.NOT_JOINED, f"join room {room!r} first", ref)
 

@@ -35,7 +35,7 @@ from chatapp.metrics import Metrics
 from chatapp.model import User
 from chatapp.protocol import ProtocolError
 from chatapp.ratelimit import TokenBucket
-from chatapp.service import ChatService
+from chatapp.service import ChatService, require_access
 from chatapp.store import StoreError
 from chatapp.web import ApiError, BaseHandler, client_address, is_loopback, origin_allowed
 from chatapp.wsframe import text_frame
@@ -108,7 +108,7 @@ class _Socket(BaseHandler, WebSocketHandler):
         stream = self.ws_connection.stream if self.ws_connection else None
         if stream is not None:
             stream.max_write_buffer_size = self.config.max_client_backlog
-        self.service.connect(self, self.address)
+        self.service.connect(self)
         if self.identity.expires_at is not None:
             self._expiry = IOLoop.current().call_later(
                 max(0.0, self.identity.expires_at - time.time()), self._token_expired
@@ -225,8 +225,10 @@ class ChatSocket(_Socket):
             self.limit = self.query_int("limit", minimum=1)
         except ProtocolError as exc:
             raise ApiError(400, str(exc.code), exc.reason) from None
-        if not self.identity.may_use(self.room):
-            raise ApiError(403, str(ErrorCode.FORBIDDEN), f"no access to room {self.room!r}")
+        try:
+            require_access(self.identity, self.room)
+        except ProtocolError as exc:
+            raise ApiError(403, str(exc.code), exc.reason) from None
 
     async def open(self) -> None:
         connection_id.set(self.id)

@@ -10,6 +10,8 @@ from contextlib import closing
 from conftest import connect_json, post
 from procs import run_chatapp_async
 
+from chatapp.auth import Identity
+from chatapp.model import User
 from chatapp.server import build
 
 
@@ -39,7 +41,7 @@ async def test_a_backup_taken_during_writes_restores_every_acknowledged_message(
 
     restored = await build(dataclasses.replace(settings, db_url=f"sqlite+aiosqlite:///{copy}"))
     try:
-        page = await restored.service.page("general", None, 200)
+        page = await restored.service.page(Identity(User("admin", "Admin")), "general", None, 200)
         assert [m.seq for m in page.messages] == seqs
     finally:
         await restored.service.close()

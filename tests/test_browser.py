@@ -639,6 +639,10 @@ async def test_the_page_works_with_the_keyboard_alone(http_url, open_chat):
     await chat.wait_for_texts(["first line\nsecond line"])
 
 
+#: Browser context options of a phone in dark mode (the viewport is each test's).
+DARK_PHONE: dict[str, Any] = {"color_scheme": "dark", "is_mobile": True, "has_touch": True}
+
+
 def _luminance(css_color: str) -> float:
     red, green, blue = (int(v) for v in re.findall(r"\d+", css_color)[:3])
     return (0.2126 * red + 0.7152 * green + 0.0722 * blue) / 255
@@ -650,9 +654,7 @@ async def test_phone_width_and_dark_mode(http_url, open_chat):
         f"{http_url}/",
         "Pat",
         viewport={"width": 375, "height": 740},
-        color_scheme="dark",
-        is_mobile=True,
-        has_touch=True,
+        **DARK_PHONE,
     )
     long_word = "unbreakable-" * 30
     await chat.send(long_word)
@@ -712,10 +714,8 @@ async def test_readme_screenshots_show_a_real_conversation(http_url, open_chat):
         f"{http_url}/",
         "Sam",
         viewport={"width": 390, "height": 760},
-        color_scheme="dark",
-        is_mobile=True,
-        has_touch=True,
         device_scale_factor=2,
+        **DARK_PHONE,
     )
     await sam.wait_for_texts(shown)
     await sam.send("Just landed, catching up now!")
@@ -842,9 +842,7 @@ async def test_no_hits_is_said_and_escape_closes_at_phone_width_in_dark_mode(
         f"{http_url}/",
         "Pat",
         viewport={"width": 375, "height": 740},
-        color_scheme="dark",
-        is_mobile=True,
-        has_touch=True,
+        **DARK_PHONE,
     )
     page = chat.page
     box = page.get_by_role("searchbox", name="Search messages")
