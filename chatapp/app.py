@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from importlib.resources import as_file, files
-from pathlib import Path
 from typing import Any
 
 from tornado.httputil import HTTPServerRequest
@@ -23,6 +21,7 @@ from chatapp.auth import Authenticator
 from chatapp.codes import MAX_FRAME_BYTES
 from chatapp.config import Settings
 from chatapp.metrics import Metrics
+from chatapp.resources import resource_dir
 from chatapp.service import ChatService
 from chatapp.sockets import ChatSocket, TextSocket
 from chatapp.web import log_request
@@ -74,20 +73,15 @@ class StaticHandler(StaticFileHandler):
             self.set_header("Cache-Control", "no-cache")
 
 
-def static_dir() -> str:
-    with as_file(files("chatapp.static")) as path:
-        return str(path)
-
-
 def make_app(
     service: ChatService, auth: Authenticator, settings: Settings, metrics: Metrics
 ) -> Application:
     socket_deps = {"service": service, "auth": auth, "settings": settings, "metrics": metrics}
-    static = static_dir()
+    static = resource_dir("static")
     return Application(
         [
             Rule(_WebSocketUpgrade("/"), TextSocket, socket_deps),
-            (r"/", PageHandler, {"page": (Path(static) / "index.html").read_bytes()}),
+            (r"/", PageHandler, {"page": (static / "index.html").read_bytes()}),
             (r"/ws", ChatSocket, socket_deps),
             (r"/api/rooms/([^/]+)/messages", MessagesHandler, {"service": service, "auth": auth}),
             (r"/api/search", SearchHandler, {"service": service, "auth": auth}),
@@ -97,7 +91,7 @@ def make_app(
             (r"/readyz", ReadyHandler, {"service": service}),
             (r"/metrics", MetricsHandler, {"metrics": metrics}),
         ],
-        static_path=static,
+        static_path=str(static),
         static_handler_class=StaticHandler,
         log_function=log_request,
         websocket_max_message_size=MAX_FRAME_BYTES,

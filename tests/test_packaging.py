@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
 import zipfile
+from contextlib import closing, suppress
 from pathlib import Path
 
 from procs import REPO
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPResponse
+from tornado.websocket import websocket_connect
 
 
 def test_the_wheel_holds_every_module_migration_and_static_file(tmp_path: Path) -> None:
@@ -42,3 +52,96 @@ def test_the_wheel_holds_every_module_migration_and_static_file(tmp_path: Path) 
     }
     expected |= {f"chatapp/static/{p.name}" for p in (REPO / "static").iterdir() if p.is_file()}
     assert expected - shipped == set()
+
+
+#: The README's quick start serves on this port; the test needs it free.
+QUICK_START_PORT = 3000
+#: Seconds the quick start may take: a fresh venv and ``pip install .`` come first.
+QUICK_START_TIMEOUT = 300.0
+
+
+def readme_commands() -> list[str]:
+    """The README's ``sh`` code blocks, in order: the quick start first."""
+    return re.findall(r"```sh\n(.*?)\n```", (REPO / "README.md").read_text(), re.DOTALL)
+
+
+def fresh_checkout(destination: Path) -> Path:
+    """What a fresh clone of this working tree holds: tracked and new, not ignored, files."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        source = REPO / name
+        if source.is_file():
+            target = destination / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    return destination
+
+
+def outside_any_venv() -> dict[str, str]:
+    """The environment of a new shell: no active venv, no PYTHONPATH into this checkout."""
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    venv_bin = str(Path(sys.prefix) / "bin")
+    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if p != venv_bin)
+    return env
+
+
+async def test_the_readme_quick_start_serves_from_a_fresh_checkout(tmp_path: Path) -> None:
+    """The README's first command, verbatim, from the root of a fresh checkout: page, hello,
+    history and an ack (run from the root, Python imports the source folder, not the wheel)."""
+    command = readme_commands()[0]
+    assert command.endswith(f"python -m chatapp --port {QUICK_START_PORT}")
+    with closing(socket.socket()) as probe:
+        assert probe.connect_ex(("127.0.0.1", QUICK_START_PORT)) != 0, "port 3000 is taken"
+    root = fresh_checkout(tmp_path / "chatapp")
+    log = tmp_path / "quickstart.log"
+    with log.open("wb") as out:
+        proc = await asyncio.create_subprocess_exec(
+            "bash",
+            "-c",
+            command,
+            cwd=root,
+            env=outside_any_venv(),
+            stdout=out,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        page = await _first_answer(f"http://127.0.0.1:{QUICK_START_PORT}/", proc, log)
+        assert b"<title>" in page.body
+        conn = await websocket_connect(f"ws://127.0.0.1:{QUICK_START_PORT}/ws")
+        hello = json.loads(await conn.read_message())
+        history = json.loads(await conn.read_message())
+        assert (hello["type"], history["type"]) == ("hello", "history")
+        await conn.write_message(
+            json.dumps({"type": "message", "room": "general", "text": "hi", "client_id": "q1"})
+        )
+        frames = [json.loads(await conn.read_message()) for _ in range(2)]
+        assert [f["type"] for f in frames if f["type"] != "presence"][-1] in {"ack", "message"}
+        while not any(f["type"] == "ack" for f in frames):
+            frames.append(json.loads(await conn.read_message()))
+        [ack] = [f for f in frames if f["type"] == "ack"]
+        assert (ack["client_id"], ack["seq"]) == ("q1", 1)
+        conn.close()
+        assert (root / "chatapp-data" / "chat.db").is_file()
+    finally:
+        with suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        code = await asyncio.wait_for(proc.wait(), 30)
+    assert code == 0, log.read_text(errors="replace")
+
+
+async def _first_answer(url: str, proc: asyncio.subprocess.Process, log: Path) -> HTTPResponse:
+    """GET ``url`` once the server answers; fail at once if the command ends first."""
+    client = AsyncHTTPClient()
+    deadline = time.monotonic() + QUICK_START_TIMEOUT
+    while True:
+        assert proc.returncode is None, f"the quick start ended:\n{log.read_text(errors='replace')}"
+        with suppress(OSError, HTTPClientError):
+            return await client.fetch(url, request_timeout=5)
+        assert time.monotonic() < deadline, f"no answer:\n{log.read_text(errors='replace')}"
+        await asyncio.sleep(0.5)

@@ -7,8 +7,6 @@ nest; instead the connection is handed over in ``config.attributes``.
 
 from __future__ import annotations
 
-from importlib.resources import as_file, files
-
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -17,6 +15,8 @@ from alembic.util.exc import CommandError
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from chatapp.resources import resource_dir
+
 
 class UnknownRevision(Exception):
     """The database was migrated by a newer chatapp (or something else) than this one."""
@@ -24,8 +24,7 @@ class UnknownRevision(Exception):
 
 def _config(connection: Connection) -> Config:
     config = Config()
-    with as_file(files("chatapp.migrations")) as path:
-        config.set_main_option("script_location", str(path))
+    config.set_main_option("script_location", str(resource_dir("migrations")))
     config.attributes["connection"] = connection
     return config
 
