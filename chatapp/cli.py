@@ -14,9 +14,11 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from chatapp import __version__, logs
+from chatapp import __version__
 from chatapp.codes import DEFAULT_MAX_CLIENT_BACKLOG
-from chatapp.config import (
+from chatapp.ops import logs
+from chatapp.server import StartupError, serve
+from chatapp.settings import (
     DEFAULT_DATA_DIR,
     DEFAULT_HOST,
     DEFAULT_MAX_PER_ADDRESS,
@@ -26,7 +28,6 @@ from chatapp.config import (
     DEFAULT_RATE_LIMIT,
     Settings,
 )
-from chatapp.server import StartupError, serve
 
 EXIT_STARTUP_FAILED = 1
 JWT_SECRET_ENV = "CHATAPP_JWT_SECRET"  # noqa: S105 (a variable name, not a secret)

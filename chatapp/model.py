@@ -71,3 +71,25 @@ class SearchHit:
 
     message: StoredMessage
     score: float
+
+
+@dataclass(frozen=True, slots=True)
+class MessageEvent:
+    """A committed message; ``origin`` is the id of the connection that sent it."""
+
+    message: StoredMessage
+    origin: str
+
+    @property
+    def room(self) -> str:
+        return self.message.room
+
+
+@dataclass(frozen=True, slots=True)
+class TypingEvent:
+    room: str
+    user: User
+    origin: str
+
+
+Event = MessageEvent | TypingEvent

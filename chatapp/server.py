@@ -17,18 +17,18 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 from tornado.web import Application
 
-from chatapp import credentials
-from chatapp.app import make_app
-from chatapp.auth import KeyConfigError
-from chatapp.broker import LocalBroker
+from chatapp.auth import keys
+from chatapp.auth.tokens import KeyConfigError
+from chatapp.broker.memory import LocalBroker
 from chatapp.codes import CloseCode
-from chatapp.config import Settings
-from chatapp.gcpause import FullCollectionGuard
-from chatapp.hub import Hub
-from chatapp.metrics import Metrics
-from chatapp.service import ChatService
+from chatapp.core.hub import Hub
+from chatapp.core.service import ChatService
+from chatapp.ops.gcpause import FullCollectionGuard
+from chatapp.ops.metrics import Metrics
+from chatapp.settings import Settings
 from chatapp.store import StoreError
 from chatapp.store.sql import open_store
+from chatapp.web.app import make_app
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ async def build(settings: Settings) -> Chat:
     """Open (and migrate) the database and wire every part together."""
     _prepare_data_dir(settings)
     try:
-        auth = credentials.authenticator(settings)
+        auth = keys.authenticator(settings)
     except (KeyConfigError, OSError) as exc:
         raise StartupError(str(exc)) from None
     try:

@@ -27,8 +27,8 @@ from tornado.testing import bind_unused_port
 from tornado.web import Application
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
-from chatapp.config import Settings
 from chatapp.server import Chat, build, shut_down
+from chatapp.settings import Settings
 from chatapp.store.sql import SqlStore, open_store
 
 #: Seconds a test waits for a frame it expects.

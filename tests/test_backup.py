@@ -10,7 +10,7 @@ from contextlib import closing
 from conftest import connect_json, post
 from procs import run_chatapp_async
 
-from chatapp.auth import Identity
+from chatapp.auth.tokens import Identity
 from chatapp.model import User
 from chatapp.server import build
 

@@ -32,8 +32,8 @@ from procs import Server, spawn_chatapp, wait_ready
 from tornado.ioloop import IOLoop
 from tornado.web import RequestHandler
 
-from chatapp import auth
-from chatapp.auth import mint_token
+from chatapp.auth import tokens as auth
+from chatapp.auth.tokens import mint_token
 
 OpenChat = Callable[..., Awaitable[ChatPage]]
 DOCS = Path(__file__).resolve().parent.parent / "docs"

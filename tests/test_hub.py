@@ -14,14 +14,14 @@ from typing import Any
 
 import pytest
 
-from chatapp.auth import Identity
-from chatapp.broker import LocalBroker, MessageEvent, TypingEvent
-from chatapp.hub import Hub
-from chatapp.metrics import Metrics
-from chatapp.model import Page, StoredMessage, User
-from chatapp.service import ChatService
+from chatapp.auth.tokens import Identity
+from chatapp.broker.memory import LocalBroker
+from chatapp.core.hub import Hub
+from chatapp.core.service import ChatService
+from chatapp.model import MessageEvent, Page, StoredMessage, TypingEvent, User
+from chatapp.ops.metrics import Metrics
 from chatapp.store import StoreError
-from chatapp.wsframe import text_frame
+from chatapp.web.wsframe import text_frame
 
 #: Longer than the presence coalescing delay for a handful of members.
 PRESENCE_WAIT = 0.3

@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
-from chatapp.config import GUEST_SECRET_FILE, Settings
 from chatapp.server import StartupError, build
+from chatapp.settings import GUEST_SECRET_FILE, Settings
 
 SECRET = "test-secret-that-is-long-enough-for-hs256"
 

@@ -8,8 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from chatapp.codes import MAX_CLIENT_ID_CHARS, MAX_HISTORY_LIMIT, MAX_TEXT_CHARS, ErrorCode
-from chatapp.model import StoredMessage, User
-from chatapp.protocol import (
+from chatapp.core.protocol import (
     HistoryRequest,
     Join,
     Leave,
@@ -28,6 +27,7 @@ from chatapp.protocol import (
     parse_client_frame,
     text_line,
 )
+from chatapp.model import StoredMessage, User
 
 ALICE = User(id="u1", name="Alice")
 BOB = User(id="u2", name="Bob")

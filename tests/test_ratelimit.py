@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chatapp.ratelimit import TokenBucket
+from chatapp.web.ratelimit import TokenBucket
 
 
 class FakeClock:

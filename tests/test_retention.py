@@ -18,7 +18,7 @@ from tornado.httpclient import AsyncHTTPClient
 
 from chatapp.cli import build_parser, settings_from
 from chatapp.model import NewMessage, User
-from chatapp.retention import Retention
+from chatapp.ops.retention import Retention
 from chatapp.store.sql import SqlStore, create_engine, open_store
 
 #: Fresh databases on both backends, as in the store tests.

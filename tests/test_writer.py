@@ -12,10 +12,9 @@ from pathlib import Path
 import pytest
 from tornado.ioloop import IOLoop
 
-from chatapp.broker import MessageEvent
-from chatapp.model import Appended, NewMessage, Page, StoredMessage, User
+from chatapp.core.writer import BatchWriter, WriteFailed, WriterClosed
+from chatapp.model import Appended, MessageEvent, NewMessage, Page, StoredMessage, User
 from chatapp.store.sql import SqlStore, open_store
-from chatapp.writer import BatchWriter, WriteFailed, WriterClosed
 
 ALICE = User(id="u-alice", name="Alice")
 POISON = "poison"

@@ -19,11 +19,11 @@ from contextlib import aclosing
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from chatapp import protocol
 from chatapp.cli import HelpFormatter, add_database_options, database_url
 from chatapp.commands import stdout_gone
+from chatapp.core import protocol
+from chatapp.core.protocol import ProtocolError
 from chatapp.model import StoredMessage
-from chatapp.protocol import ProtocolError
 from chatapp.store import StoreError
 from chatapp.store.query import ReadOnlyDatabase
 

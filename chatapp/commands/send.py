@@ -16,7 +16,8 @@ import uuid
 from typing import Any
 
 from chatapp.cli import HelpFormatter
-from chatapp.client import (
+from chatapp.codes import DEFAULT_ROOM
+from chatapp.commands.client import (
     EXIT_OK,
     EXIT_REFUSED,
     EXIT_UNREACHABLE,
@@ -26,7 +27,6 @@ from chatapp.client import (
     Unreachable,
     socket_url,
 )
-from chatapp.codes import DEFAULT_ROOM
 
 ATTEMPTS = 3
 

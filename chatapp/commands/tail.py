@@ -15,8 +15,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from chatapp.cli import HelpFormatter
-from chatapp.client import EXIT_OK, EXIT_REFUSED, Refused, Session, Unreachable, socket_url
 from chatapp.codes import DEFAULT_ROOM
+from chatapp.commands.client import EXIT_OK, EXIT_REFUSED, Refused, Session, Unreachable, socket_url
 from chatapp.commands.send import add_connection_options, token_of
 
 MAX_BACKOFF = 30.0

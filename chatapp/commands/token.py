@@ -10,7 +10,7 @@ import argparse
 import re
 import sys
 
-from chatapp.auth import AuthError, KeyConfigError, mint_token
+from chatapp.auth.tokens import AuthError, KeyConfigError, mint_token
 from chatapp.cli import JWT_SECRET_ENV, HelpFormatter, add_token_options, jwt_secret
 
 _DURATION = re.compile(r"(\d+)([smhd]?)")

@@ -15,9 +15,9 @@ from urllib.parse import urlsplit
 
 from tornado.web import HTTPError, RequestHandler
 
-from chatapp import protocol
-from chatapp.auth import Authenticator, AuthError, Identity
-from chatapp.config import Settings
+from chatapp.auth.tokens import Authenticator, AuthError, Identity
+from chatapp.core import protocol
+from chatapp.settings import Settings
 
 log = logging.getLogger(__name__)
 

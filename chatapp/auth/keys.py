@@ -7,8 +7,8 @@ import secrets
 import stat
 from pathlib import Path
 
-from chatapp.auth import Authenticator, KeyConfigError, VerificationKey
-from chatapp.config import GUEST_SECRET_FILE, Settings
+from chatapp.auth.tokens import Authenticator, KeyConfigError, VerificationKey
+from chatapp.settings import GUEST_SECRET_FILE, Settings
 
 
 def guest_secret(data_dir: Path) -> str:

@@ -19,11 +19,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from chatapp import protocol
-from chatapp.broker import Event, MessageEvent, TypingEvent
-from chatapp.metrics import Metrics
-from chatapp.model import User
-from chatapp.wsframe import text_frame
+from chatapp.core import protocol
+from chatapp.model import Event, MessageEvent, TypingEvent, User
+from chatapp.ops.metrics import Metrics
+from chatapp.web.wsframe import text_frame
 
 #: Presence changes are coalesced: one ``presence`` frame at most per this delay,
 #: plus a little per member, so a thousand joins cost a few frames, not a million.

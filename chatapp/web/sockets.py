@@ -20,8 +20,8 @@ from tornado.ioloop import IOLoop
 from tornado.iostream import IOStream, StreamBufferFullError, StreamClosedError
 from tornado.websocket import WebSocketHandler
 
-from chatapp import __version__, protocol
-from chatapp.auth import Authenticator, Identity
+from chatapp import SERVER_NAME
+from chatapp.auth.tokens import Authenticator, Identity
 from chatapp.codes import (
     DEFAULT_ROOM,
     MAX_INFLIGHT_PER_CONNECTION,
@@ -29,20 +29,20 @@ from chatapp.codes import (
     CloseCode,
     ErrorCode,
 )
-from chatapp.config import Settings
-from chatapp.logs import connection_id
-from chatapp.metrics import Metrics
+from chatapp.core import protocol
+from chatapp.core.protocol import ProtocolError
+from chatapp.core.service import ChatService, require_access
 from chatapp.model import User
-from chatapp.protocol import ProtocolError
-from chatapp.ratelimit import TokenBucket
-from chatapp.service import ChatService, require_access
+from chatapp.ops.logs import connection_id
+from chatapp.ops.metrics import Metrics
+from chatapp.settings import Settings
 from chatapp.store import StoreError
-from chatapp.web import ApiError, BaseHandler, client_address, is_loopback, origin_allowed
-from chatapp.wsframe import text_frame
+from chatapp.web.edge import ApiError, BaseHandler, client_address, is_loopback, origin_allowed
+from chatapp.web.ratelimit import TokenBucket
+from chatapp.web.wsframe import text_frame
 
 log = logging.getLogger(__name__)
 
-SERVER_NAME = f"chatapp/{__version__}"
 _connection_ids = itertools.count(1)
 
 

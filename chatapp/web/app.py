@@ -8,7 +8,13 @@ from tornado.httputil import HTTPServerRequest
 from tornado.routing import PathMatches, Rule
 from tornado.web import Application, RequestHandler, StaticFileHandler
 
-from chatapp.api import (
+from chatapp.auth.tokens import Authenticator
+from chatapp.codes import MAX_FRAME_BYTES
+from chatapp.core.service import ChatService
+from chatapp.ops.metrics import Metrics
+from chatapp.resources import resource_dir
+from chatapp.settings import Settings
+from chatapp.web.api import (
     AuthOptionsHandler,
     GuestHandler,
     HealthHandler,
@@ -17,14 +23,8 @@ from chatapp.api import (
     ReadyHandler,
     SearchHandler,
 )
-from chatapp.auth import Authenticator
-from chatapp.codes import MAX_FRAME_BYTES
-from chatapp.config import Settings
-from chatapp.metrics import Metrics
-from chatapp.resources import resource_dir
-from chatapp.service import ChatService
-from chatapp.sockets import ChatSocket, TextSocket
-from chatapp.web import log_request
+from chatapp.web.edge import log_request
+from chatapp.web.sockets import ChatSocket, TextSocket
 
 
 class _WebSocketUpgrade(PathMatches):

@@ -17,8 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from chatapp.broker import MessageEvent
-from chatapp.model import Appended, NewMessage
+from chatapp.model import Appended, MessageEvent, NewMessage
 from chatapp.store import Store
 
 log = logging.getLogger(__name__)

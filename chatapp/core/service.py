@@ -14,9 +14,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
-from chatapp import protocol
-from chatapp.auth import Identity
-from chatapp.broker import Broker, MessageEvent, TypingEvent
+from chatapp.auth.tokens import Identity
+from chatapp.broker import Broker
 from chatapp.codes import (
     DEFAULT_HISTORY_LIMIT,
     DEFAULT_SEARCH_LIMIT,
@@ -24,14 +23,15 @@ from chatapp.codes import (
     MAX_SEARCH_LIMIT,
     ErrorCode,
 )
-from chatapp.hub import Hub, Member
-from chatapp.metrics import Metrics
-from chatapp.model import Appended, NewMessage, Page, SearchHit
-from chatapp.protocol import ProtocolError
-from chatapp.retention import Retention
+from chatapp.core import protocol
+from chatapp.core.hub import Hub, Member
+from chatapp.core.protocol import ProtocolError
+from chatapp.core.writer import BatchWriter, WriteFailed, WriterClosed
+from chatapp.model import Appended, MessageEvent, NewMessage, Page, SearchHit, TypingEvent
+from chatapp.ops.metrics import Metrics
+from chatapp.ops.retention import Retention
 from chatapp.store import Store
-from chatapp.writer import BatchWriter, WriteFailed, WriterClosed
-from chatapp.wsframe import text_frame
+from chatapp.web.wsframe import text_frame
 
 
 def require_access(identity: Identity, room: str, ref: str | None = None) -> None:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 
-from chatapp import protocol
-from chatapp.auth import Authenticator, AuthError
-from chatapp.metrics import CONTENT_TYPE, Metrics
-from chatapp.protocol import ProtocolError
-from chatapp.service import ChatService
-from chatapp.sockets import SERVER_NAME
+from chatapp import SERVER_NAME
+from chatapp.auth.tokens import Authenticator, AuthError
+from chatapp.core import protocol
+from chatapp.core.protocol import ProtocolError
+from chatapp.core.service import ChatService
+from chatapp.ops.metrics import CONTENT_TYPE, Metrics
 from chatapp.store import SearchUnsupported, StoreError
-from chatapp.web import ApiError, BaseHandler
+from chatapp.web.edge import ApiError, BaseHandler
 
 
 class MessagesHandler(BaseHandler):

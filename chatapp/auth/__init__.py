@@ -1,0 +1,1 @@
+"""Who a connection is: token verification (pure) and the keys it needs."""

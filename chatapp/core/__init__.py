@@ -1,0 +1,1 @@
+"""The core: parse requests, check them, commit messages, fan events out to members."""

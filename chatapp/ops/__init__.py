@@ -1,0 +1,1 @@
+"""Operations: metrics, logs, the GC guard and retention."""

@@ -1,0 +1,1 @@
+"""The web edge: Tornado handlers for the page, the HTTP API and the WebSockets."""
