@@ -18,15 +18,13 @@ from tornado.netutil import bind_sockets
 from tornado.web import Application
 
 from chatapp.auth import keys
-from chatapp.auth.tokens import KeyConfigError
 from chatapp.broker.memory import LocalBroker
-from chatapp.codes import CloseCode
 from chatapp.core.hub import Hub
 from chatapp.core.service import ChatService
+from chatapp.errors import ConfigError, ErrorCode, close_code
 from chatapp.ops.gcpause import FullCollectionGuard
 from chatapp.ops.metrics import Metrics
 from chatapp.settings import Settings
-from chatapp.store import StoreError
 from chatapp.store.sql import open_store
 from chatapp.web.app import make_app
 
@@ -34,10 +32,6 @@ log = logging.getLogger(__name__)
 
 #: Seconds to wait for clients to answer the close frame at shutdown.
 CLOSE_GRACE_SECONDS = 2.0
-
-
-class StartupError(Exception):
-    """The server cannot start; the message tells the operator why, in one line."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,16 +45,17 @@ class Chat:
 
 
 async def build(settings: Settings) -> Chat:
-    """Open (and migrate) the database and wire every part together."""
+    """Open (and migrate) the database and wire every part together.
+
+    Raises a ``ChatError`` whose reason tells the operator, in one line, what
+    keeps the server from starting.
+    """
     _prepare_data_dir(settings)
     try:
         auth = keys.authenticator(settings)
-    except (KeyConfigError, OSError) as exc:
-        raise StartupError(str(exc)) from None
-    try:
-        store = await open_store(settings.database_url)
-    except StoreError as exc:
-        raise StartupError(str(exc)) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read or create the guest-token secret: {exc}") from None
+    store = await open_store(settings.database_url)
     metrics = Metrics()
     hub = Hub(metrics)
     service = ChatService(
@@ -83,7 +78,7 @@ def _prepare_data_dir(settings: Settings) -> None:
         with tempfile.TemporaryFile(dir=settings.data_dir):
             pass
     except OSError as exc:
-        raise StartupError(
+        raise ConfigError(
             f"data directory {str(settings.data_dir)!r} is not writable: {exc.strerror}"
         ) from None
 
@@ -101,7 +96,7 @@ async def shut_down(service: ChatService) -> None:
     """
     await service.drain()
     for conn in list(service.connections):
-        conn.close(CloseCode.GOING_AWAY, "server shutting down")
+        conn.close(close_code(ErrorCode.SHUTTING_DOWN), "server shutting down")
     try:
         await asyncio.wait_for(service.all_closed(), CLOSE_GRACE_SECONDS)
     except TimeoutError:
@@ -114,7 +109,7 @@ async def serve(settings: Settings) -> None:
     try:  # bind first: a taken port should fail before the database is touched
         sockets = bind_sockets(settings.port, settings.host)
     except OSError as exc:
-        raise StartupError(
+        raise ConfigError(
             f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}"
         ) from None
     try:

@@ -9,7 +9,7 @@ import pytest
 from conftest import Client, connect_json, open_client, post
 from tornado.httpclient import HTTPClientError
 
-from chatapp.codes import MAX_FRAME_BYTES, MAX_REJECTED_FRAMES, MAX_TEXT_CHARS
+from chatapp.limits import MAX_FRAME_BYTES, MAX_REJECTED_FRAMES, MAX_TEXT_CHARS
 
 
 @pytest.mark.parametrize(

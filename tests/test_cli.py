@@ -19,6 +19,7 @@ from procs import JWT_ENV, run_chatapp, run_chatapp_async
 from tornado.httpclient import HTTPClientError
 
 from chatapp.cli import build_parser
+from chatapp.settings import Settings
 
 #: Concurrent starts for failures that show up only in some runs.
 RACE_RUNS = 8
@@ -246,3 +247,36 @@ async def test_without_jwt_secret_connections_are_guests(launch):
     hello = await client.expect("hello")
     assert hello["user"]["id"] and hello["user"]["name"]
     client.close()
+
+
+def test_every_setting_can_come_from_its_environment_variable():
+    """Each option reads ``CHATAPP_<OPTION>`` when the command line does not give it."""
+    environ = {
+        "CHATAPP_PORT": "4100",
+        "CHATAPP_DB_URL": "sqlite+aiosqlite:///elsewhere.db",
+        "CHATAPP_ALLOWED_ORIGINS": "https://a.example, https://b.example",
+        "CHATAPP_TRUSTED_PROXY": "yes",
+        "CHATAPP_NO_SUCH_OPTION": "ignored",
+    }
+    settings = Settings.resolve({}, environ)
+    assert (settings.port, settings.db_url, settings.trusted_proxy) == (
+        4100,
+        "sqlite+aiosqlite:///elsewhere.db",
+        True,
+    )
+    assert settings.allowed_origins == ("https://a.example", "https://b.example")
+
+
+def test_the_command_line_wins_over_the_environment():
+    """An option given on the command line overrides its environment variable."""
+    args = build_parser().parse_args(["--port", "4200", "--no-guests"])
+    given = {k: v for k, v in vars(args).items()}
+    settings = Settings.resolve(given, {"CHATAPP_PORT": "4100", "CHATAPP_ALLOW_GUESTS": "1"})
+    assert (settings.port, settings.allow_guests) == (4200, False)
+
+
+def test_an_unusable_environment_value_is_a_usage_error_naming_the_variable(tmp_path):
+    """A bad ``CHATAPP_*`` value stops the server like a bad option: exit 2, one error line."""
+    result = run_chatapp(cwd=tmp_path, env={"CHATAPP_RATE_LIMIT": "fast"})
+    assert result.returncode == 2, result
+    assert result.stderr.splitlines()[-1].endswith("CHATAPP_RATE_LIMIT: not a number: 'fast'")

@@ -7,7 +7,8 @@ import asyncio
 from conftest import connect_json, post
 from procs import run_chatapp_async, spawn_chatapp
 
-from chatapp.codes import MAX_TEXT_CHARS, CloseCode
+from chatapp.errors import CloseCode
+from chatapp.limits import MAX_TEXT_CHARS
 
 
 async def test_send_exits_0_once_the_message_is_stored(ws_url):

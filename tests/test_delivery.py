@@ -9,7 +9,7 @@ import pytest
 from conftest import connect_json, open_client
 from rawws import RawClient
 
-from chatapp.codes import MAX_TEXT_CHARS
+from chatapp.limits import MAX_TEXT_CHARS
 
 BACKLOG = 1024 * 1024
 

@@ -14,7 +14,7 @@ from chatdata import GENERAL_ON_26TH, T0, msg
 from procs import RUN_TIMEOUT, chatapp_env, run_chatapp
 from sqlalchemy import text
 
-from chatapp.store import UnknownRoom
+from chatapp.errors import UnknownRoom
 from chatapp.store.sql import create_engine, open_store
 
 #: Fresh databases on both backends, as in the store tests.

@@ -18,9 +18,9 @@ from chatapp.auth.tokens import Identity
 from chatapp.broker.memory import LocalBroker
 from chatapp.core.hub import Hub
 from chatapp.core.service import ChatService
+from chatapp.errors import StoreError
 from chatapp.model import MessageEvent, Page, StoredMessage, TypingEvent, User
 from chatapp.ops.metrics import Metrics
-from chatapp.store import StoreError
 from chatapp.web.wsframe import text_frame
 
 #: Longer than the presence coalescing delay for a handful of members.

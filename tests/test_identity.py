@@ -21,7 +21,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
-from chatapp.server import StartupError, build
+from chatapp.errors import ConfigError
+from chatapp.server import build
 from chatapp.settings import GUEST_SECRET_FILE, Settings
 
 SECRET = "test-secret-that-is-long-enough-for-hs256"
@@ -164,7 +165,7 @@ async def test_es256_tokens_verify_with_an_ec_public_key(serve, tmp_path):
 
 async def test_a_weak_secret_is_refused_at_startup(tmp_path):
     """An HS256 secret under 32 bytes stops the server with a clear message."""
-    with pytest.raises(StartupError, match="too weak"):
+    with pytest.raises(ConfigError, match="too weak"):
         await build(Settings(data_dir=tmp_path, jwt_secret="short"))
 
 

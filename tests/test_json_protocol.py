@@ -11,7 +11,7 @@ import dataclasses
 import pytest
 from conftest import Client, connect_json, post
 
-from chatapp.codes import DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT
+from chatapp.limits import DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT
 
 
 @pytest.fixture(autouse=True)
@@ -224,7 +224,7 @@ async def test_since_beyond_the_newest_message_falls_back_to_the_newest_page(ws_
 
 async def test_since_with_too_many_missed_sends_the_newest_page_with_has_more(ws_url):
     """Past the replay cap the client gets the newest page and sees the gap via has_more."""
-    from chatapp.codes import MAX_REPLAY
+    from chatapp.limits import MAX_REPLAY
 
     writer, _, _ = await connect_json(ws_url)
     await fill(writer, MAX_REPLAY + 2)

@@ -7,13 +7,11 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from chatapp.codes import MAX_CLIENT_ID_CHARS, MAX_HISTORY_LIMIT, MAX_TEXT_CHARS, ErrorCode
 from chatapp.core.protocol import (
     HistoryRequest,
     Join,
     Leave,
     PostMessage,
-    ProtocolError,
     Typing,
     clamp_limit,
     encode_ack,
@@ -27,6 +25,8 @@ from chatapp.core.protocol import (
     parse_client_frame,
     text_line,
 )
+from chatapp.errors import ErrorCode, RequestError
+from chatapp.limits import MAX_CLIENT_ID_CHARS, MAX_HISTORY_LIMIT, MAX_TEXT_CHARS
 from chatapp.model import StoredMessage, User
 
 ALICE = User(id="u1", name="Alice")
@@ -48,9 +48,9 @@ def stored(
     )
 
 
-def rejected(raw: str | bytes) -> ProtocolError:
-    """The ProtocolError that parsing ``raw`` raises."""
-    with pytest.raises(ProtocolError) as info:
+def rejected(raw: str | bytes) -> RequestError:
+    """The RequestError that parsing ``raw`` raises."""
+    with pytest.raises(RequestError) as info:
         parse_client_frame(raw)
     return info.value
 
@@ -390,7 +390,7 @@ def test_nan_and_infinity_are_not_integers():
 
 
 def test_protocol_error_message_is_its_reason():
-    """str(ProtocolError) is the human-readable reason."""
+    """str(RequestError) is the human-readable reason."""
     error = rejected('{"type":"join"}')
     assert str(error) == error.reason
 
@@ -533,7 +533,7 @@ def test_text_line_is_name_colon_text():
 
 def test_seq_fields_beyond_the_largest_seq_are_rejected():
     """before/since past MAX_SEQ (the 32-bit seq column) are bad fields, not crashes later."""
-    from chatapp.codes import MAX_SEQ
+    from chatapp.limits import MAX_SEQ
 
     for raw in (
         f'{{"type":"history","room":"general","before":{MAX_SEQ + 1}}}',

@@ -16,7 +16,8 @@ from conftest import connect_json, post
 from sqlalchemy import text
 from tornado.httpclient import AsyncHTTPClient
 
-from chatapp.cli import build_parser, settings_from
+from chatapp.cli import build_parser
+from chatapp.commands.options import settings_from
 from chatapp.model import NewMessage, User
 from chatapp.ops.retention import Retention
 from chatapp.store.sql import SqlStore, create_engine, open_store

@@ -16,7 +16,7 @@ from chatdata import ALICE, BOB, T0, msg, populate
 from sqlalchemy import text
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
-from chatapp.codes import MAX_SEARCH_QUERY_CHARS
+from chatapp.limits import MAX_SEARCH_QUERY_CHARS
 from chatapp.store.search import Word, fts5_query, words
 from chatapp.store.sql import SqlStore, create_engine, open_store
 

@@ -14,7 +14,7 @@ import pytest
 from chatdata import populate
 from procs import CHATAPP, RUN_TIMEOUT, chatapp_env, run_chatapp, run_chatapp_async
 
-from chatapp.store import WriteRefused
+from chatapp.errors import WriteRefused
 from chatapp.store.query import ReadOnlyDatabase
 
 #: Fresh databases on both backends, as in the store tests.

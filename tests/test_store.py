@@ -20,8 +20,8 @@ from conftest import PG_HOST, PG_PORT, PG_USER
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
 
+from chatapp.errors import StoreError
 from chatapp.model import NewMessage, StoredMessage
-from chatapp.store import StoreError
 from chatapp.store.schema import Base
 from chatapp.store.sql import SqlStore, create_engine, open_store
 

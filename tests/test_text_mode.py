@@ -5,7 +5,7 @@ from __future__ import annotations
 from conftest import Client, connect_json, open_client, post
 from tornado.httpclient import AsyncHTTPClient
 
-from chatapp.codes import MAX_TEXT_CHARS
+from chatapp.limits import MAX_TEXT_CHARS
 
 
 async def text_client(ws_url: str) -> Client:

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from tornado.ioloop import IOLoop
 
-from chatapp.core.writer import BatchWriter, WriteFailed, WriterClosed
+from chatapp.core.writer import BatchWriter
+from chatapp.errors import Unavailable
 from chatapp.model import Appended, MessageEvent, NewMessage, Page, StoredMessage, User
 from chatapp.store.sql import SqlStore, open_store
 
@@ -193,18 +194,18 @@ async def test_close_commits_everything_queued(sql_store):
 
 
 async def test_submit_after_close_raises_writer_closed(sql_store):
-    """Once closed, the writer refuses new messages with WriterClosed and stores nothing."""
+    """Once closed, the writer refuses new messages with Unavailable and stores nothing."""
     recorder = Recorder()
     writer = BatchWriter(sql_store, recorder.on_commit, on_batch=recorder.on_batch)
     writer.start()
     await writer.close()
-    with pytest.raises(WriterClosed):
+    with pytest.raises(Unavailable):
         await writer.submit(new("too late"), "c1")
     assert (await sql_store.latest("general", 10)).messages == []
 
 
 async def test_failure_of_one_message_does_not_fail_its_batch(sql_store):
-    """A message the store rejects fails alone with WriteFailed; its batch-mates are stored."""
+    """A message the store rejects fails alone with Unavailable; its batch-mates are stored."""
     store = WrappedStore(sql_store)
     recorder = Recorder()
     async with running(store, recorder) as writer:
@@ -216,7 +217,7 @@ async def test_failure_of_one_message_does_not_fail_its_batch(sql_store):
         )
     assert store.attempts[0] == ["ok1", POISON, "ok2"]  # they really shared a batch
     ok1, failed, ok2 = outcomes
-    assert isinstance(failed, WriteFailed)
+    assert isinstance(failed, Unavailable)
     assert isinstance(ok1, Appended) and isinstance(ok2, Appended)
     assert (ok1.message.seq, ok2.message.seq) == (1, 2)
     assert [e.message.text for e in recorder.events] == ["ok1", "ok2"]
@@ -225,11 +226,11 @@ async def test_failure_of_one_message_does_not_fail_its_batch(sql_store):
 
 
 async def test_writer_keeps_working_after_a_failed_message(sql_store):
-    """After a lone message fails with WriteFailed, the next message is stored normally."""
+    """After a lone message fails with Unavailable, the next message is stored normally."""
     store = WrappedStore(sql_store)
     recorder = Recorder()
     async with running(store, recorder) as writer:
-        with pytest.raises(WriteFailed):
+        with pytest.raises(Unavailable):
             await writer.submit(new(POISON), "c1")
         result = await writer.submit(new("fine"), "c1")
     assert result.message.seq == 1

@@ -7,7 +7,8 @@ import secrets
 import stat
 from pathlib import Path
 
-from chatapp.auth.tokens import Authenticator, KeyConfigError, VerificationKey
+from chatapp.auth.tokens import Authenticator, VerificationKey
+from chatapp.errors import ConfigError
 from chatapp.settings import GUEST_SECRET_FILE, Settings
 
 
@@ -28,14 +29,14 @@ def guest_secret(data_dir: Path) -> str:
 def verification_key(settings: Settings) -> VerificationKey | None:
     """The key for tokens minted elsewhere, if one is configured."""
     if settings.jwt_secret is not None and settings.jwt_public_key is not None:
-        raise KeyConfigError("give either --jwt-secret or --jwt-public-key, not both")
+        raise ConfigError("give either --jwt-secret or --jwt-public-key, not both")
     if settings.jwt_secret is not None:
         return VerificationKey.shared_secret(settings.jwt_secret)
     if settings.jwt_public_key is not None:
         try:
             pem = settings.jwt_public_key.read_bytes()
         except OSError as exc:
-            raise KeyConfigError(
+            raise ConfigError(
                 f"cannot read --jwt-public-key {str(settings.jwt_public_key)!r}: {exc.strerror}"
             ) from None
         return VerificationKey.public_key(pem)

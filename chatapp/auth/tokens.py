@@ -25,6 +25,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+from chatapp.errors import AuthError, ConfigError
 from chatapp.model import User
 
 #: Guests' ids carry this prefix, which a verified token's ``sub`` cannot take.
@@ -45,14 +46,6 @@ LEEWAY_SECONDS = 30
 MIN_SECRET_BYTES = 32
 
 _EC_ALGORITHMS = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
-
-
-class AuthError(Exception):
-    """A token that must be refused; the message is safe to show (it holds no token)."""
-
-
-class KeyConfigError(ValueError):
-    """Configured key material that cannot be used; the message says why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +78,7 @@ class VerificationKey:
     @classmethod
     def shared_secret(cls, secret: str) -> VerificationKey:
         if len(secret.encode()) < MIN_SECRET_BYTES:
-            raise KeyConfigError(
+            raise ConfigError(
                 f"the HS256 secret is too weak: use at least {MIN_SECRET_BYTES} bytes "
                 "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`)"
             )
@@ -96,12 +89,12 @@ class VerificationKey:
         try:
             key = load_pem_public_key(pem)
         except ValueError as exc:
-            raise KeyConfigError(f"not a PEM public key: {exc}") from None
+            raise ConfigError(f"not a PEM public key: {exc}") from None
         if isinstance(key, rsa.RSAPublicKey):
             return cls(key, ("RS256",))
         if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name in _EC_ALGORITHMS:
             return cls(key, (_EC_ALGORITHMS[key.curve.name],))
-        raise KeyConfigError("the public key must be RSA or EC (P-256, P-384, P-521)")
+        raise ConfigError("the public key must be RSA or EC (P-256, P-384, P-521)")
 
 
 class Authenticator:

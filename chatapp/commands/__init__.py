@@ -5,12 +5,17 @@ from __future__ import annotations
 import os
 import sys
 
-#: Exit code of a tool whose reader closed the pipe early (e.g. ``| head``).
-EXIT_PIPE_CLOSED = 1
+from chatapp.errors import ChatError, ExitCode, exit_code
 
 
-def stdout_gone() -> int:
-    """After ``BrokenPipeError``: silence the interpreter's final flush of stdout."""
+def fail(tool: str, error: ChatError, what: str = "error") -> ExitCode:
+    """Report ``error`` on one line of stderr; the exit code its code maps to."""
+    print(f"chatapp {tool}: {what}: {error.reason}", file=sys.stderr)
+    return exit_code(error.code)
+
+
+def stdout_gone() -> ExitCode:
+    """After ``BrokenPipeError`` (e.g. ``| head``): silence the interpreter's final flush."""
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
-    return EXIT_PIPE_CLOSED
+    return ExitCode.FAILED

@@ -7,11 +7,12 @@ Restore by stopping the server and putting the copy in place of ``chat.db``
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from chatapp.cli import HelpFormatter, add_database_options, database_url
-from chatapp.store import StoreError
+from chatapp.commands import fail
+from chatapp.commands.options import HelpFormatter, add_settings_options, resolve_or_exit
+from chatapp.errors import ExitCode, StoreError
+from chatapp.settings import Group
 from chatapp.store.backup import backup
 
 
@@ -22,16 +23,16 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=HelpFormatter,
     )
     parser.add_argument("file", type=Path, help="where to write the copy (replaced if present)")
-    add_database_options(parser)
+    add_settings_options(parser, Group.DATABASE)
     return parser
 
 
 def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
-        size = backup(database_url(args), args.file)
+        size = backup(resolve_or_exit(parser, args).database_url, args.file)
     except StoreError as exc:
-        print(f"chatapp backup: error: {exc}", file=sys.stderr)
-        return 1
+        return fail("backup", exc)
     print(f"backed up {size} bytes to {args.file}")
-    return 0
+    return ExitCode.OK

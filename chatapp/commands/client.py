@@ -15,28 +15,14 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, WebSocketError, websocket_connect
 
-#: Exit codes shared by the client commands.
-EXIT_OK = 0
-EXIT_REFUSED = 1  # the server answered no: an error frame, or HTTP 4xx on connect
-EXIT_USAGE = 2
-EXIT_UNREACHABLE = 3  # no answer: connection failed or timed out
-
-TOKEN_ENV = "CHATAPP_TOKEN"  # noqa: S105 (a variable name, not a secret)
-
-
-class Refused(Exception):
-    """The server said no; the message says why (and never contains the token)."""
-
-
-class Unreachable(Exception):
-    """The server could not be reached or stopped answering."""
+from chatapp.errors import CloseCode, ConfigError, Refused, Unreachable
 
 
 def socket_url(base: str, **query: object) -> str:
     """``ws://host:port`` (any path) to the ``/ws`` endpoint with query parameters."""
     parts = urlsplit(base)
     if parts.scheme not in ("ws", "wss"):
-        raise ValueError(f"the URL must start with ws:// or wss://, not {base!r}")
+        raise ConfigError(f"the URL must start with ws:// or wss://, not {base!r}")
     params = {k: v for k, v in query.items() if v is not None}
     path = parts.path.rstrip("/")
     return urlunsplit(
@@ -90,7 +76,7 @@ class Session:
                 raise Unreachable("no answer in time") from None
             if raw is None:
                 code, reason = self.conn.close_code, self.conn.close_reason
-                if code is not None and 4000 <= code < 5000 and code != 4003:
+                if code is not None and 4000 <= code < 5000 and code != CloseCode.SLOW_CONSUMER:
                     raise Refused(f"closed by the server ({code}: {reason})")
                 raise Unreachable(f"connection closed ({code}: {reason})")
             yield json.loads(raw)

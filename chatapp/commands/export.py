@@ -19,22 +19,21 @@ from contextlib import aclosing
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from chatapp.cli import HelpFormatter, add_database_options, database_url
-from chatapp.commands import stdout_gone
+from chatapp.commands import fail, stdout_gone
+from chatapp.commands.options import HelpFormatter, add_settings_options, resolve_or_exit
 from chatapp.core import protocol
-from chatapp.core.protocol import ProtocolError
+from chatapp.errors import ExitCode, RequestError, StoreError
 from chatapp.model import StoredMessage
-from chatapp.store import StoreError
+from chatapp.settings import Group
 from chatapp.store.query import ReadOnlyDatabase
 
-EXIT_FAILED = 1
 FIELDS = ("room", "seq", "id", "user_id", "user_name", "text", "created_at", "client_id")
 
 
 def _room(value: str) -> str:
     try:
         return protocol.room_name(value)
-    except ProtocolError as exc:
+    except RequestError as exc:
         raise argparse.ArgumentTypeError(exc.reason) from None
 
 
@@ -64,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--format", choices=["jsonl", "csv"], default="jsonl", help="one line per message"
     )
-    add_database_options(parser)
+    add_settings_options(parser, Group.DATABASE)
     return parser
 
 
@@ -125,13 +124,13 @@ def main(argv: list[str]) -> int:
     if args.since and args.until and args.since >= args.until:
         parser.error("--since must be earlier than --until")
     try:
-        count = asyncio.run(_export(database_url(args), args, Output(args.format, sys.stdout)))
+        url = resolve_or_exit(parser, args).database_url
+        count = asyncio.run(_export(url, args, Output(args.format, sys.stdout)))
         sys.stdout.flush()
     except StoreError as exc:
-        print(f"chatapp export: error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return fail("export", exc)
     except BrokenPipeError:
         return stdout_gone()
     noun = "message" if count == 1 else "messages"
     print(f"chatapp export: {count} {noun} from room {args.room!r}", file=sys.stderr)
-    return 0
+    return ExitCode.OK

@@ -10,23 +10,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import sys
 import uuid
 from typing import Any
 
-from chatapp.cli import HelpFormatter
-from chatapp.codes import DEFAULT_ROOM
-from chatapp.commands.client import (
-    EXIT_OK,
-    EXIT_REFUSED,
-    EXIT_UNREACHABLE,
-    TOKEN_ENV,
-    Refused,
-    Session,
-    Unreachable,
-    socket_url,
-)
+from chatapp.commands import fail
+from chatapp.commands.client import Session, socket_url
+from chatapp.commands.options import HelpFormatter, add_connection_options, token_of
+from chatapp.errors import ConfigError, ExitCode, Refused, Unreachable
+from chatapp.limits import DEFAULT_ROOM
 
 ATTEMPTS = 3
 
@@ -42,23 +33,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--room", default=DEFAULT_ROOM, help="room to post in")
     parser.add_argument("text", nargs="+", help="the message (words are joined by spaces)")
     return parser
-
-
-def add_connection_options(parser: argparse.ArgumentParser) -> None:
-    """Options every client command shares."""
-    parser.add_argument(
-        "--url", default="ws://127.0.0.1:3000", help="server address, ws:// or wss://"
-    )
-    parser.add_argument(
-        "--token",
-        default=argparse.SUPPRESS,  # never echo a secret in --help
-        help=f"JWT to authenticate with (better: set {TOKEN_ENV}); none means guest",
-    )
-    parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait per step")
-
-
-def token_of(args: argparse.Namespace) -> str | None:
-    return getattr(args, "token", None) or os.environ.get(TOKEN_ENV) or None
 
 
 async def send(url: str, token: str | None, room: str, text: str, timeout: float) -> dict[str, Any]:
@@ -88,19 +62,17 @@ async def send(url: str, token: str | None, room: str, text: str, timeout: float
 
 
 def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
         ack = asyncio.run(
             send(args.url, token_of(args), args.room, " ".join(args.text), args.timeout)
         )
-    except ValueError as exc:
-        print(f"chatapp send: error: {exc}", file=sys.stderr)
-        return 2
+    except ConfigError as exc:
+        parser.error(exc.reason)
     except Refused as exc:
-        print(f"chatapp send: refused: {exc}", file=sys.stderr)
-        return EXIT_REFUSED
+        return fail("send", exc, "refused")
     except Unreachable as exc:
-        print(f"chatapp send: not acknowledged: {exc}", file=sys.stderr)
-        return EXIT_UNREACHABLE
+        return fail("send", exc, "not acknowledged")
     print(f"stored in #{ack['room']} as seq {ack['seq']}")
-    return EXIT_OK
+    return ExitCode.OK

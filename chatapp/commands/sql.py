@@ -19,12 +19,12 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any, TextIO
 
-from chatapp.cli import HelpFormatter, add_database_options, database_url
-from chatapp.commands import stdout_gone
-from chatapp.store import StoreError, WriteRefused
+from chatapp.commands import fail, stdout_gone
+from chatapp.commands.options import HelpFormatter, add_settings_options, resolve_or_exit
+from chatapp.errors import ExitCode, StoreError, WriteRefused
+from chatapp.settings import Group
 from chatapp.store.query import ReadOnlyDatabase
 
-EXIT_FAILED = 1
 _NUMBERS = (int, float, Decimal)
 
 
@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--format", choices=["table", "csv", "json"], default="table", help="output format"
     )
-    add_database_options(parser)
+    add_settings_options(parser, Group.DATABASE)
     return parser
 
 
@@ -170,17 +170,17 @@ def main(argv: list[str]) -> int:
     if not query.strip():
         parser.error("the query is empty")
     try:
-        asyncio.run(_run(database_url(args), query, _SINKS[args.format](sys.stdout)))
+        url = resolve_or_exit(parser, args).database_url
+        asyncio.run(_run(url, query, _SINKS[args.format](sys.stdout)))
     except WriteRefused as exc:
-        print(
-            f"chatapp sql: error: the database refused to write ({exc}): "
-            "this command opens it read-only; change data through the server",
-            file=sys.stderr,
+        return fail(
+            "sql",
+            exc,
+            "error: the database refused to write (this command opens it read-only; "
+            "change data through the server)",
         )
-        return EXIT_FAILED
     except StoreError as exc:
-        print(f"chatapp sql: error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return fail("sql", exc)
     except BrokenPipeError:
         return stdout_gone()
-    return 0
+    return ExitCode.OK

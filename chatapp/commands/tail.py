@@ -14,10 +14,11 @@ import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
-from chatapp.cli import HelpFormatter
-from chatapp.codes import DEFAULT_ROOM
-from chatapp.commands.client import EXIT_OK, EXIT_REFUSED, Refused, Session, Unreachable, socket_url
-from chatapp.commands.send import add_connection_options, token_of
+from chatapp.commands import fail
+from chatapp.commands.client import Session, socket_url
+from chatapp.commands.options import HelpFormatter, add_connection_options, token_of
+from chatapp.errors import ConfigError, ExitCode, Refused, Unreachable
+from chatapp.limits import DEFAULT_ROOM
 
 MAX_BACKOFF = 30.0
 
@@ -85,16 +86,15 @@ async def _with_history(history: dict[str, Any], session: Session) -> AsyncItera
 
 
 def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
         socket_url(args.url)
         asyncio.run(tail(args))
-    except ValueError as exc:
-        print(f"chatapp tail: error: {exc}", file=sys.stderr)
-        return 2
+    except ConfigError as exc:
+        parser.error(exc.reason)
     except Refused as exc:
-        print(f"chatapp tail: refused: {exc}", file=sys.stderr)
-        return EXIT_REFUSED
+        return fail("tail", exc, "refused")
     except KeyboardInterrupt:
         pass
-    return EXIT_OK
+    return ExitCode.OK

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
 
-from chatapp.auth.tokens import AuthError, KeyConfigError, mint_token
-from chatapp.cli import JWT_SECRET_ENV, HelpFormatter, add_token_options, jwt_secret
+from chatapp.auth.tokens import mint_token
+from chatapp.commands import fail
+from chatapp.commands.options import HelpFormatter, add_settings_options, resolve_or_exit
+from chatapp.errors import AuthError, ConfigError, ExitCode
+from chatapp.settings import Group, env_of
+
+SECRET_ENV = env_of("jwt_secret")
 
 _DURATION = re.compile(r"(\d+)([smhd]?)")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -42,28 +46,28 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="limit the token to these rooms; glob patterns such as 'team-*' allowed",
     )
-    add_token_options(parser)
+    add_settings_options(parser, Group.TOKENS)
     return parser
 
 
 def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
-    secret = jwt_secret(args)
-    if secret is None:
-        print(f"chatapp token: error: give --jwt-secret or set {JWT_SECRET_ENV}", file=sys.stderr)
-        return 2
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    settings = resolve_or_exit(parser, args)
     try:
+        if settings.jwt_secret is None:
+            raise ConfigError(f"give --jwt-secret or set {SECRET_ENV}")
         token = mint_token(
-            secret,
+            settings.jwt_secret,
             args.sub,
             args.name,
             args.ttl,
             rooms=args.rooms,
-            issuer=args.jwt_issuer,
-            audience=args.jwt_audience,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
         )
-    except (AuthError, KeyConfigError) as exc:
-        print(f"chatapp token: error: {exc}", file=sys.stderr)
-        return 2
+    except (AuthError, ConfigError) as exc:
+        fail("token", exc)
+        return ExitCode.USAGE  # every way to fail here is a matter of the options given
     print(token)
-    return 0
+    return ExitCode.OK

@@ -1,7 +1,7 @@
 """The JSON wire protocol of ``/ws``: client frames in, server events out.
 
 Pure functions over strings and dataclasses, no I/O. ``parse_client_frame``
-turns one text frame into a typed, frozen request or raises ``ProtocolError``
+turns one text frame into a typed, frozen request or raises ``RequestError``
 with the code and reason the client will see; the ``encode_*`` functions
 produce the server's frames as compact JSON text.
 """
@@ -15,31 +15,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from chatapp.codes import (
+from chatapp.errors import ErrorCode, RequestError
+from chatapp.limits import (
     MAX_CLIENT_ID_CHARS,
     MAX_HISTORY_LIMIT,
     MAX_SEARCH_QUERY_CHARS,
     MAX_SEQ,
     MAX_TEXT_CHARS,
     ROOM_NAME_PATTERN,
-    ErrorCode,
 )
 from chatapp.model import SearchHit, StoredMessage, User
 
 _ROOM_NAME = re.compile(ROOM_NAME_PATTERN)
-
-
-class ProtocolError(Exception):
-    """A client frame or request that cannot be served; becomes an ``error`` frame."""
-
-    def __init__(
-        self, code: ErrorCode, reason: str, ref: str | None = None, room: str | None = None
-    ) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
-        self.ref = ref
-        self.room = room
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,19 +64,19 @@ ClientFrame = PostMessage | Join | Leave | HistoryRequest | Typing
 
 
 def parse_client_frame(raw: str | bytes) -> ClientFrame:
-    """Parse one WebSocket frame from a JSON client; raise ``ProtocolError`` if invalid."""
+    """Parse one WebSocket frame from a JSON client; raise ``RequestError`` if invalid."""
     if isinstance(raw, bytes):
-        raise ProtocolError(ErrorCode.BAD_FRAME, "binary frames are not supported; send JSON text")
+        raise RequestError("binary frames are not supported; send JSON text", ErrorCode.BAD_FRAME)
     try:
         data = json.loads(raw)
-    except ValueError:
-        raise ProtocolError(ErrorCode.BAD_JSON, "frame is not valid JSON") from None
+    except (ValueError, RecursionError):  # deep nesting exhausts the parser's stack
+        raise RequestError("frame is not valid JSON", ErrorCode.BAD_JSON) from None
     if not isinstance(data, dict):
-        raise ProtocolError(ErrorCode.BAD_FRAME, "frame must be a JSON object")
+        raise RequestError("frame must be a JSON object", ErrorCode.BAD_FRAME)
     kind = data.get("type")
     parser = _PARSERS.get(kind) if isinstance(kind, str) else None
     if parser is None:
-        raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown frame type {kind!r}")
+        raise RequestError(f"unknown frame type {kind!r}", ErrorCode.UNKNOWN_TYPE)
     return parser(data)
 
 
@@ -99,9 +86,9 @@ def _parse_message(data: Mapping[str, Any]) -> PostMessage:
         room = room_name(data.get("room"))
         text = data.get("text")
         if not isinstance(text, str):
-            raise ProtocolError(ErrorCode.BAD_FIELD, "'text' must be a string")
+            raise RequestError("'text' must be a string", ErrorCode.BAD_FIELD)
         return PostMessage(room=room, text=message_text(text), client_id=client_id)
-    except ProtocolError as exc:
+    except RequestError as exc:
         exc.ref = client_id
         raise
 
@@ -121,7 +108,7 @@ def _parse_leave(data: Mapping[str, Any]) -> Leave:
 def _parse_history(data: Mapping[str, Any]) -> HistoryRequest:
     before = optional_int(data, "before", minimum=1)
     if before is None:
-        raise ProtocolError(ErrorCode.BAD_FIELD, "'before' (a seq) is required")
+        raise RequestError("'before' (a seq) is required", ErrorCode.BAD_FIELD)
     return HistoryRequest(
         room=room_name(data.get("room")),
         before=before,
@@ -145,11 +132,11 @@ _PARSERS: dict[str, Callable[[Mapping[str, Any]], ClientFrame]] = {
 def room_name(value: object) -> str:
     """Validate a room name (also used for query parameters and URL paths)."""
     if not isinstance(value, str):
-        raise ProtocolError(ErrorCode.BAD_FIELD, "'room' must be a string")
+        raise RequestError("'room' must be a string", ErrorCode.BAD_FIELD)
     if not _ROOM_NAME.fullmatch(value):
-        raise ProtocolError(
-            ErrorCode.BAD_ROOM,
+        raise RequestError(
             "room names are 1-64 letters, digits, '_', '-' or '.', not starting with '-' or '.'",
+            ErrorCode.BAD_ROOM,
         )
     return value
 
@@ -157,20 +144,20 @@ def room_name(value: object) -> str:
 def message_text(text: str) -> str:
     """Validate message text: visible and at most MAX_TEXT_CHARS characters."""
     if not text.strip():
-        raise ProtocolError(ErrorCode.EMPTY_TEXT, "message text is empty")
+        raise RequestError("message text is empty", ErrorCode.EMPTY_TEXT)
     if "\x00" in text:  # PostgreSQL cannot store it, and no chat needs it
-        raise ProtocolError(ErrorCode.BAD_FIELD, "message text may not contain NUL characters")
+        raise RequestError("message text may not contain NUL characters", ErrorCode.BAD_FIELD)
     if len(text) > MAX_TEXT_CHARS:
-        raise ProtocolError(ErrorCode.TOO_LONG, f"message text is over {MAX_TEXT_CHARS} characters")
+        raise RequestError(f"message text is over {MAX_TEXT_CHARS} characters", ErrorCode.TOO_LONG)
     return text
 
 
 def search_query(value: str | None) -> str:
     """Validate a search query: some visible text, at most MAX_SEARCH_QUERY_CHARS."""
     if value is None or not value.strip():
-        raise ProtocolError(ErrorCode.BAD_FIELD, "'q' (the words to search for) is required")
+        raise RequestError("'q' (the words to search for) is required", ErrorCode.BAD_FIELD)
     if len(value) > MAX_SEARCH_QUERY_CHARS:
-        raise ProtocolError(ErrorCode.TOO_LONG, f"'q' is over {MAX_SEARCH_QUERY_CHARS} characters")
+        raise RequestError(f"'q' is over {MAX_SEARCH_QUERY_CHARS} characters", ErrorCode.TOO_LONG)
     return value.strip()
 
 
@@ -180,8 +167,8 @@ def optional_int(data: Mapping[str, Any], key: str, minimum: int = 0) -> int | N
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= MAX_SEQ:
-        raise ProtocolError(
-            ErrorCode.BAD_FIELD, f"'{key}' must be an integer from {minimum} to {MAX_SEQ}"
+        raise RequestError(
+            f"'{key}' must be an integer from {minimum} to {MAX_SEQ}", ErrorCode.BAD_FIELD
         )
     return value
 
@@ -191,8 +178,8 @@ def optional_str(data: Mapping[str, Any], key: str, max_chars: int) -> str | Non
     if value is None:
         return None
     if not isinstance(value, str) or not value or len(value) > max_chars:
-        raise ProtocolError(
-            ErrorCode.BAD_FIELD, f"'{key}' must be a non-empty string of at most {max_chars}"
+        raise RequestError(
+            f"'{key}' must be a non-empty string of at most {max_chars}", ErrorCode.BAD_FIELD
         )
     return value
 

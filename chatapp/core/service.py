@@ -16,17 +16,11 @@ from typing import Protocol
 
 from chatapp.auth.tokens import Identity
 from chatapp.broker import Broker
-from chatapp.codes import (
-    DEFAULT_HISTORY_LIMIT,
-    DEFAULT_SEARCH_LIMIT,
-    MAX_REPLAY,
-    MAX_SEARCH_LIMIT,
-    ErrorCode,
-)
 from chatapp.core import protocol
 from chatapp.core.hub import Hub, Member
-from chatapp.core.protocol import ProtocolError
-from chatapp.core.writer import BatchWriter, WriteFailed, WriterClosed
+from chatapp.core.writer import BatchWriter
+from chatapp.errors import AccessDenied, ErrorCode, RequestError, Unavailable
+from chatapp.limits import DEFAULT_HISTORY_LIMIT, DEFAULT_SEARCH_LIMIT, MAX_REPLAY, MAX_SEARCH_LIMIT
 from chatapp.model import Appended, MessageEvent, NewMessage, Page, SearchHit, TypingEvent
 from chatapp.ops.metrics import Metrics
 from chatapp.ops.retention import Retention
@@ -37,7 +31,7 @@ from chatapp.web.wsframe import text_frame
 def require_access(identity: Identity, room: str, ref: str | None = None) -> None:
     """The one room-access rule: the token's ``rooms`` claim must cover ``room``."""
     if not identity.may_use(room):
-        raise ProtocolError(ErrorCode.FORBIDDEN, f"no access to room {room!r}", ref)
+        raise AccessDenied(f"no access to room {room!r}", ref=ref)
 
 
 class Connection(Member, Protocol):
@@ -217,8 +211,9 @@ class ChatService:
         self._metrics.received.inc()
         try:
             result = await self._writer.submit(message, conn.id)
-        except (WriteFailed, WriterClosed) as exc:
-            raise ProtocolError(ErrorCode.UNAVAILABLE, str(exc), client_id) from None
+        except Unavailable as exc:
+            exc.ref = client_id
+            raise
         if result.duplicate:
             self._metrics.duplicates.inc()
         return result
@@ -258,7 +253,7 @@ class ChatService:
     def _require_member(self, conn: Connection, room: str, ref: str | None = None) -> None:
         require_access(conn.identity, room, ref)
         if not self._hub.is_member(conn, room):
-            raise ProtocolError(ErrorCode.NOT_JOINED, f"join room {room!r} first", ref)
+            raise RequestError(f"join room {room!r} first", ErrorCode.NOT_JOINED, ref=ref)
 
     async def _publish(self, events: Sequence[MessageEvent]) -> None:
         self._metrics.stored.inc(len(events))

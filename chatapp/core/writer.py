@@ -17,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from chatapp.errors import Unavailable
 from chatapp.model import Appended, MessageEvent, NewMessage
 from chatapp.store import Store
 
@@ -24,14 +25,6 @@ log = logging.getLogger(__name__)
 
 #: Most messages committed in one transaction.
 MAX_BATCH = 512
-
-
-class WriteFailed(Exception):
-    """The store failed; the message was not stored and may be sent again."""
-
-
-class WriterClosed(Exception):
-    """The writer was shut down before the message could be queued."""
 
 
 @dataclass(slots=True)
@@ -62,10 +55,10 @@ class BatchWriter:
     async def submit(self, message: NewMessage, origin: str) -> Appended:
         """Queue a message from connection ``origin``; wait for its commit.
 
-        Raises ``WriteFailed`` if it could not be stored.
+        Raises ``Unavailable`` if it could not be stored (or the writer is closed).
         """
         if self._closed:
-            raise WriterClosed("the server is shutting down")
+            raise Unavailable("the server is shutting down")
         done: asyncio.Future[Appended] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(message, origin, done))
         self._wakeup.set()
@@ -90,7 +83,7 @@ class BatchWriter:
                     log.exception("committing a batch failed unexpectedly")
                     for pending in batch:
                         if not pending.done.done():
-                            pending.done.set_exception(WriteFailed("internal error"))
+                            pending.done.set_exception(Unavailable("internal error"))
             if self._closed:
                 return
 
@@ -106,7 +99,7 @@ class BatchWriter:
                 return
             log.exception("storing a message failed")
             if not batch[0].done.done():
-                batch[0].done.set_exception(WriteFailed("the message could not be stored"))
+                batch[0].done.set_exception(Unavailable("the message could not be stored"))
             return
         try:
             self._on_batch(len(batch), time.perf_counter() - started)  # size, commit time

@@ -1,7 +1,8 @@
 """Message storage: the ``Store`` seam and how to open one from a URL.
 
-Only this package knows SQLAlchemy. Everything above it sees ``Store`` and the
-plain dataclasses of ``chatapp.model``.
+Only this package knows SQLAlchemy. Everything above it sees ``Store``, the
+plain dataclasses of ``chatapp.model`` and the ``StoreError`` family of
+``chatapp.errors``.
 """
 
 from __future__ import annotations
@@ -11,26 +12,6 @@ from datetime import datetime
 from typing import Protocol
 
 from chatapp.model import Appended, NewMessage, Page, SearchHit, StoredMessage
-
-
-class StoreError(Exception):
-    """The database could not be opened or did not answer; the message says why."""
-
-
-class UnknownRoom(StoreError):
-    """The room has never held a message."""
-
-
-class SearchUnsupported(StoreError):
-    """This kind of database has no search implementation."""
-
-
-class QueryError(StoreError):
-    """A user's SQL failed in the database; the message is the database's reason."""
-
-
-class WriteRefused(QueryError):
-    """The database refused a write on a read-only connection."""
 
 
 class Store(Protocol):

@@ -16,7 +16,7 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from chatapp.store import StoreError
+from chatapp.errors import StoreError
 
 
 def sqlite_path(url: str) -> Path:

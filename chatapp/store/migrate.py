@@ -15,11 +15,8 @@ from alembic.util.exc import CommandError
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from chatapp.errors import SchemaMismatch
 from chatapp.resources import resource_dir
-
-
-class UnknownRevision(Exception):
-    """The database was migrated by a newer chatapp (or something else) than this one."""
 
 
 def _config(connection: Connection) -> Config:
@@ -33,7 +30,7 @@ def _upgrade(connection: Connection) -> None:
     try:
         command.upgrade(_config(connection), "head")
     except CommandError as exc:
-        raise UnknownRevision(
+        raise SchemaMismatch(
             f"the database's schema revision is unknown to this chatapp ({exc}); "
             "was it created by a newer version?"
         ) from None

@@ -15,7 +15,7 @@ from sqlalchemy import Connection, make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from chatapp.store import QueryError, StoreError, WriteRefused
+from chatapp.errors import QueryError, StoreError, WriteRefused
 from chatapp.store.sql import SqlStore, create_engine
 
 #: Rows fetched from the database at a time.

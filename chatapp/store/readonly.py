@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 from sqlalchemy import URL, Engine, event
 
-from chatapp.store import StoreError
+from chatapp.errors import StoreError
 
 #: Dialects whose read-only mode this module knows how to switch on.
 SUPPORTED = ("sqlite", "postgresql")

@@ -29,7 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import InstrumentedAttribute
 
-from chatapp.store import SearchUnsupported
+from chatapp.errors import SearchUnsupported
 from chatapp.store.schema import FTS_TABLE, MessageRow
 
 _FTS = table(FTS_TABLE, column("rowid", Integer), column("rank", Float))

@@ -24,9 +24,10 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from chatapp.codes import MAX_SEQ
+from chatapp.errors import SchemaMismatch, StoreError, UnknownRoom
+from chatapp.limits import MAX_SEQ
 from chatapp.model import Appended, NewMessage, Page, SearchHit, StoredMessage, User
-from chatapp.store import StoreError, UnknownRoom, migrate, readonly
+from chatapp.store import migrate, readonly
 from chatapp.store.schema import MessageRow, RoomRow
 from chatapp.store.search import statement as search_statement
 from chatapp.store.search import words as search_words
@@ -129,9 +130,9 @@ async def open_store(url: str) -> SqlStore:
     _check_sqlite_path(engine)
     try:
         await migrate.upgrade(engine)
-    except migrate.UnknownRevision as exc:
+    except SchemaMismatch:
         await engine.dispose()
-        raise StoreError(str(exc)) from None
+        raise
     except (SQLAlchemyError, OSError) as exc:
         await engine.dispose()
         shown = engine.url.render_as_string(hide_password=True)
@@ -375,7 +376,7 @@ class SqlStore:
     async def ready(self) -> None:
         await self.ping()
         if not await migrate.is_current(self._engine):
-            raise StoreError("the database schema is not at the newest migration")
+            raise SchemaMismatch("the database schema is not at the newest migration")
 
     async def close(self) -> None:
         await self._engine.dispose()

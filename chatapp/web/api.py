@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 
 from chatapp import SERVER_NAME
-from chatapp.auth.tokens import Authenticator, AuthError
+from chatapp.auth.tokens import Authenticator
 from chatapp.core import protocol
-from chatapp.core.protocol import ProtocolError
 from chatapp.core.service import ChatService
+from chatapp.errors import AuthError, ErrorCode, RequestError
 from chatapp.ops.metrics import CONTENT_TYPE, Metrics
-from chatapp.store import SearchUnsupported, StoreError
-from chatapp.web.edge import ApiError, BaseHandler
+from chatapp.web.edge import BaseHandler
 
 
 class MessagesHandler(BaseHandler):
@@ -23,18 +22,10 @@ class MessagesHandler(BaseHandler):
 
     async def get(self, room: str) -> None:
         identity = self.identify(self.auth)
-        try:
-            name = protocol.room_name(room)
-            before = self.query_int("before", minimum=1)
-            limit = self.query_int("limit", minimum=1)
-        except ProtocolError as exc:
-            raise ApiError(400, str(exc.code), exc.reason) from None
-        try:
-            page = await self.service.page(identity, name, before, limit)
-        except ProtocolError as exc:  # the room is not the caller's
-            raise ApiError(403, str(exc.code), exc.reason) from None
-        except StoreError as exc:
-            raise ApiError(503, "unavailable", "storage is unavailable") from exc
+        name = protocol.room_name(room)
+        before = self.query_int("before", minimum=1)
+        limit = self.query_int("limit", minimum=1)
+        page = await self.service.page(identity, name, before, limit)
         self.set_header("Cache-Control", "no-store")
         self.write(protocol.history_dict(name, page.messages, page.has_more, page.pruned_before))
 
@@ -51,21 +42,11 @@ class SearchHandler(BaseHandler):
 
     async def get(self) -> None:
         identity = self.identify(self.auth)
-        try:
-            query = protocol.search_query(self.get_query_argument("q", None))
-            room_arg = self.get_query_argument("room", None)
-            room = protocol.room_name(room_arg) if room_arg else None
-            limit = self.query_int("limit", minimum=1)
-        except ProtocolError as exc:
-            raise ApiError(400, str(exc.code), exc.reason) from None
-        try:
-            hits = await self.service.search(identity, query, room, limit)
-        except ProtocolError as exc:
-            raise ApiError(403, str(exc.code), exc.reason) from None
-        except SearchUnsupported as exc:
-            raise ApiError(501, "not_supported", str(exc)) from None
-        except StoreError as exc:
-            raise ApiError(503, "unavailable", "storage is unavailable") from exc
+        query = protocol.search_query(self.get_query_argument("q", None))
+        room_arg = self.get_query_argument("room", None)
+        room = protocol.room_name(room_arg) if room_arg else None
+        limit = self.query_int("limit", minimum=1)
+        hits = await self.service.search(identity, query, room, limit)
         self.set_header("Cache-Control", "no-store")
         self.write(protocol.search_dict(query, room, hits))
 
@@ -86,10 +67,7 @@ class ReadyHandler(BaseHandler):
 
     async def get(self) -> None:
         self.set_header("Cache-Control", "no-store")
-        try:
-            await self.service.check()
-        except StoreError as exc:
-            raise ApiError(503, "unavailable", str(exc)) from None
+        await self.service.check()
         self.write({"status": "ready", "server": SERVER_NAME})
 
 
@@ -117,19 +95,19 @@ class GuestHandler(BaseHandler):
 
     def post(self) -> None:
         if not self.auth.allow_guests:
-            raise ApiError(403, "guests_disabled", "this server requires a token")
+            raise AuthError("this server requires a token", ErrorCode.GUESTS_DISABLED)
         try:
             body = json.loads(self.request.body or b"{}")
-        except ValueError:
-            raise ApiError(400, "bad_json", "the body must be JSON") from None
+        except (ValueError, RecursionError):
+            raise RequestError("the body must be JSON", ErrorCode.BAD_JSON) from None
         name = body.get("name") if isinstance(body, dict) else None
         previous = body.get("previous") if isinstance(body, dict) else None
         if not isinstance(name, str) or not isinstance(previous, str | None):
-            raise ApiError(400, "bad_field", "'name' must be a string")
+            raise RequestError("'name' must be a string", ErrorCode.BAD_FIELD)
         try:
             token, identity = self.auth.guest_token(name, previous)
-        except AuthError as exc:
-            raise ApiError(400, "bad_field", str(exc)) from None
+        except AuthError as exc:  # a bad name or an unusable previous token: the body's fault
+            raise RequestError(exc.reason, ErrorCode.BAD_FIELD) from None
         self.set_header("Cache-Control", "no-store")
         self.write(
             {

@@ -9,8 +9,8 @@ from tornado.routing import PathMatches, Rule
 from tornado.web import Application, RequestHandler, StaticFileHandler
 
 from chatapp.auth.tokens import Authenticator
-from chatapp.codes import MAX_FRAME_BYTES
 from chatapp.core.service import ChatService
+from chatapp.limits import MAX_FRAME_BYTES
 from chatapp.ops.metrics import Metrics
 from chatapp.resources import resource_dir
 from chatapp.settings import Settings

@@ -1,5 +1,10 @@
 """What every HTTP handler shares: JSON errors, token-free logs, request identity.
 
+A handler raises any ``ChatError``; the answer is the status its code maps to
+(``chatapp.errors.http_status``) with a JSON body ``{"error": code, "reason":
+text}``, and nothing is logged as a failure. Anything else is a bug: logged
+with its traceback, answered 500 without one.
+
 Query strings may carry tokens, so nothing here ever logs ``request.uri``:
 only the method and path.
 """
@@ -9,28 +14,27 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import math
+import re
+import sys
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
 from tornado.web import HTTPError, RequestHandler
 
-from chatapp.auth.tokens import Authenticator, AuthError, Identity
+from chatapp.auth.tokens import Authenticator, Identity
 from chatapp.core import protocol
+from chatapp.errors import ChatError, ErrorCode, LimitReached, http_status
 from chatapp.settings import Settings
 
 log = logging.getLogger(__name__)
 
+#: A number in a query string: ASCII digits only (``int`` refuses some that ``isdigit`` accepts,
+#: and converts very long ones slowly), at most as long as the largest seq.
+_DIGITS = re.compile(r"[0-9]{1,10}")
+
 TOKEN_COOKIE = "chatapp_token"  # noqa: S105 (a cookie name, not a secret)
-
-
-class ApiError(HTTPError):
-    """An HTTP error answered as JSON ``{"error": code, "reason": text}``."""
-
-    def __init__(self, status: int, code: str, reason: str) -> None:
-        super().__init__(status)
-        self.code = code
-        self.text = reason
 
 
 def log_request(handler: RequestHandler) -> None:
@@ -52,12 +56,20 @@ def log_request(handler: RequestHandler) -> None:
 class BaseHandler(RequestHandler):
     """JSON errors and token-free logging for every handler."""
 
+    def _handle_request_exception(self, e: BaseException) -> None:
+        if isinstance(e, ChatError) and not self._finished:
+            self.send_error(http_status(e.code), exc_info=sys.exc_info())
+            return
+        super()._handle_request_exception(e)
+
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, ApiError):
-            body = {"error": exc.code, "reason": exc.text}
+        if isinstance(exc, ChatError):
+            body = {"error": str(exc.code), "reason": exc.reason}
+            if isinstance(exc, LimitReached) and exc.retry_after is not None:
+                self.set_header("Retry-After", str(max(1, math.ceil(exc.retry_after))))
         else:
-            body = {"error": "http_error", "reason": self._reason}
+            body = {"error": str(ErrorCode.HTTP_ERROR), "reason": self._reason}
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.finish(json.dumps(body))
 
@@ -68,28 +80,25 @@ class BaseHandler(RequestHandler):
         tb: TracebackType | None,
     ) -> None:
         where = f"{self.request.method} {self.request.path}"
-        if isinstance(value, HTTPError):
-            log.debug("%s: HTTP %d", where, value.status_code)
+        if isinstance(value, HTTPError | ChatError):
+            log.debug("%s: %s", where, value)
         else:
             log.error("uncaught exception in %s", where, exc_info=value)
 
     def query_int(self, key: str, minimum: int = 0) -> int | None:
-        """An optional integer query parameter; ``ProtocolError`` if it is not one."""
+        """An optional integer query parameter; ``RequestError`` if it is not one."""
         raw = self.get_query_argument(key, None)
-        value: object = int(raw) if raw is not None and raw.isdigit() else raw
+        value: object = int(raw) if raw is not None and _DIGITS.fullmatch(raw) else raw
         return protocol.optional_int({key: value}, key, minimum)
 
     def identify(self, auth: Authenticator) -> Identity:
-        """The request's identity, or ``ApiError(401)``.
+        """The request's identity, or ``AuthError``.
 
         A token (Authorization: Bearer, ``token`` parameter, or cookie) must
         verify; without one, the client is a fresh guest where guests are allowed.
         """
         token = self.request_token()
-        try:
-            return auth.verify(token) if token else auth.anonymous_guest()
-        except AuthError as exc:
-            raise ApiError(401, "unauthorized", str(exc)) from None
+        return auth.verify(token) if token else auth.anonymous_guest()
 
     def request_token(self) -> str | None:
         scheme, _, value = self.request.headers.get("Authorization", "").partition(" ")

@@ -22,22 +22,23 @@ from tornado.websocket import WebSocketHandler
 
 from chatapp import SERVER_NAME
 from chatapp.auth.tokens import Authenticator, Identity
-from chatapp.codes import (
-    DEFAULT_ROOM,
-    MAX_INFLIGHT_PER_CONNECTION,
-    MAX_REJECTED_FRAMES,
-    CloseCode,
-    ErrorCode,
-)
 from chatapp.core import protocol
-from chatapp.core.protocol import ProtocolError
 from chatapp.core.service import ChatService, require_access
+from chatapp.errors import (
+    AccessDenied,
+    ChatError,
+    ErrorCode,
+    LimitReached,
+    RequestError,
+    Unavailable,
+    close_code,
+)
+from chatapp.limits import DEFAULT_ROOM, MAX_INFLIGHT_PER_CONNECTION, MAX_REJECTED_FRAMES
 from chatapp.model import User
 from chatapp.ops.logs import connection_id
 from chatapp.ops.metrics import Metrics
 from chatapp.settings import Settings
-from chatapp.store import StoreError
-from chatapp.web.edge import ApiError, BaseHandler, client_address, is_loopback, origin_allowed
+from chatapp.web.edge import BaseHandler, client_address, is_loopback, origin_allowed
 from chatapp.web.ratelimit import TokenBucket
 from chatapp.web.wsframe import text_frame
 
@@ -88,14 +89,14 @@ class _Socket(BaseHandler, WebSocketHandler):
         connection_id.set(self.id)
         if not origin_allowed(self, self.config):
             origin = self.request.headers.get("Origin")
-            raise ApiError(403, "forbidden_origin", f"origin {origin!r} is not allowed")
+            raise AccessDenied(f"origin {origin!r} is not allowed", ErrorCode.FORBIDDEN_ORIGIN)
         self.identity = self.identify(self.auth)
         self.address = client_address(self, self.config)
         refusal = self.service.admission(
             self.identity.user.id, None if is_loopback(self.address) else self.address
         )
         if refusal:
-            raise ApiError(429, "too_many_connections", refusal)
+            raise LimitReached(refusal, ErrorCode.TOO_MANY_CONNECTIONS)
 
     def check_origin(self, origin: str) -> bool:
         return True  # decided in prepare(), which answers with a JSON reason
@@ -115,7 +116,7 @@ class _Socket(BaseHandler, WebSocketHandler):
             )
 
     def _token_expired(self) -> None:
-        self.close(CloseCode.TOKEN_EXPIRED, "token expired")
+        self.close(close_code(ErrorCode.TOKEN_EXPIRED), "token expired")
 
     def send(self, frames: bytes) -> None:
         """Queue frames; a client whose backlog passes the bound is disconnected."""
@@ -145,7 +146,7 @@ class _Socket(BaseHandler, WebSocketHandler):
         self.metrics.slow_consumers.inc()
         log.info("disconnecting %s: over %d bytes unsent", self.id, stream.max_write_buffer_size)
         stream.max_write_buffer_size = None  # room for the close frame behind the backlog
-        self.close(CloseCode.SLOW_CONSUMER, "too slow: backlog limit reached")
+        self.close(close_code(ErrorCode.SLOW_CONSUMER), "too slow: backlog limit reached")
 
     def send_text(self, payload: str) -> None:
         self.send(text_frame(payload))
@@ -162,7 +163,7 @@ class _Socket(BaseHandler, WebSocketHandler):
         self._rejected += 1
         self.metrics.rate_limited.inc()
         if self._rejected > MAX_REJECTED_FRAMES:
-            self.close(CloseCode.POLICY_VIOLATION, "flooding past the rate limit")
+            self.close(close_code(ErrorCode.FLOODING), "flooding past the rate limit")
         return False
 
     def _pipelined(self, work: Awaitable[None]) -> Awaitable[None] | None:
@@ -193,16 +194,15 @@ class _Socket(BaseHandler, WebSocketHandler):
         """
         try:
             await work
-        except ProtocolError as exc:
+        except ChatError as exc:
+            exc.ref = exc.ref or ref
             exc.room = exc.room or room
             self.report(exc)
-        except StoreError:
-            self.report(ProtocolError(ErrorCode.UNAVAILABLE, "storage is unavailable", ref, room))
         except Exception:
             log.exception("request failed on connection %s", self.id)
-            self.report(ProtocolError(ErrorCode.UNAVAILABLE, "internal error", ref, room))
+            self.report(Unavailable("internal error", ref=ref, room=room))
 
-    def report(self, error: ProtocolError) -> None:
+    def report(self, error: ChatError) -> None:
         self.metrics.errors.labels(code=str(error.code)).inc()
         self.send_text(protocol.encode_error(error.code, error.reason, error.ref, error.room))
 
@@ -219,16 +219,10 @@ class ChatSocket(_Socket):
 
     def prepare(self) -> None:
         super().prepare()
-        try:
-            self.room = protocol.room_name(self.get_query_argument("room", DEFAULT_ROOM))
-            self.since = self.query_int("since")
-            self.limit = self.query_int("limit", minimum=1)
-        except ProtocolError as exc:
-            raise ApiError(400, str(exc.code), exc.reason) from None
-        try:
-            require_access(self.identity, self.room)
-        except ProtocolError as exc:
-            raise ApiError(403, str(exc.code), exc.reason) from None
+        self.room = protocol.room_name(self.get_query_argument("room", DEFAULT_ROOM))
+        self.since = self.query_int("since")
+        self.limit = self.query_int("limit", minimum=1)
+        require_access(self.identity, self.room)
 
     async def open(self) -> None:
         connection_id.set(self.id)
@@ -241,11 +235,11 @@ class ChatSocket(_Socket):
         if self._closing:
             return None
         if not self._admit():
-            self.report(ProtocolError(ErrorCode.RATE_LIMITED, "slow down", _client_id(message)))
+            self.report(LimitReached("slow down", ref=_client_id(message)))
             return None
         try:
             frame = protocol.parse_client_frame(message)
-        except ProtocolError as exc:
+        except RequestError as exc:
             self.report(exc)
             return None
         return self._dispatch(frame)
@@ -300,14 +294,14 @@ class TextSocket(_Socket):
         if self._closing:
             return None
         if not self._admit():
-            self.report(ProtocolError(ErrorCode.RATE_LIMITED, "slow down"))
+            self.report(LimitReached("slow down"))
             return None
         if isinstance(message, bytes):
-            self.report(ProtocolError(ErrorCode.BAD_FRAME, "send text, not binary frames"))
+            self.report(RequestError("send text, not binary frames", ErrorCode.BAD_FRAME))
             return None
         try:
             text = protocol.message_text(message)
-        except ProtocolError as exc:
+        except RequestError as exc:
             self.report(exc)
             return None
         return self._pipelined(self._guarded(self._post(text)))
@@ -315,6 +309,6 @@ class TextSocket(_Socket):
     async def _post(self, text: str) -> None:
         await self.service.post(self, DEFAULT_ROOM, text, None)
 
-    def report(self, error: ProtocolError) -> None:
+    def report(self, error: ChatError) -> None:
         self.metrics.errors.labels(code=str(error.code)).inc()
         self.send_text(f"[chatapp] {error.reason}")
