@@ -26,6 +26,8 @@ MAX_SEARCH_QUERY_CHARS = 256
 MAX_SEQ = 2**31 - 1
 #: Most messages replayed after ``since`` before the server sends only the newest page.
 MAX_REPLAY = 1000
+#: Rooms one connection may be in at once, by default.
+DEFAULT_MAX_ROOMS = 100
 #: Minimum burst of the per-connection rate limit, in frames.
 MIN_RATE_BURST = 20
 #: Consecutive rate-limited frames after which the connection is closed (1008).

@@ -16,7 +16,13 @@ class User:
 
 @dataclass(frozen=True, slots=True)
 class NewMessage:
-    """A message accepted from a client, not yet stored."""
+    """A message accepted from a client, not yet stored.
+
+    Its idempotency key is the client's ``client_id``, or, without one, its
+    user and ``created_at`` (which the server sets, to the microsecond): a
+    retry after a commit whose answer was lost finds it instead of storing
+    it twice.
+    """
 
     room: str
     user: User
@@ -75,7 +81,8 @@ class SearchHit:
 
 @dataclass(frozen=True, slots=True)
 class MessageEvent:
-    """A committed message; ``origin`` is the id of the connection that sent it."""
+    """A committed message; ``origin`` is the id of the connection that sent it, or "" when
+    that is unknown (the message was read back from the database)."""
 
     message: StoredMessage
     origin: str
@@ -87,9 +94,31 @@ class MessageEvent:
 
 @dataclass(frozen=True, slots=True)
 class TypingEvent:
+    """Someone is typing: ephemeral, never stored, relayed to everyone but ``origin``."""
+
     room: str
     user: User
     origin: str
 
 
+@dataclass(frozen=True, slots=True)
+class PresenceEvent:
+    """Who is in a room: ``users`` may be a sample of a large room, ``count`` is the total."""
+
+    room: str
+    users: tuple[User, ...]
+    count: int
+
+
+#: What brokers carry between processes.
 Event = MessageEvent | TypingEvent
+#: What members of a room receive.
+RoomEvent = MessageEvent | TypingEvent | PresenceEvent
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """A page of a room's history for one member (on join, resume, or scrollback)."""
+
+    room: str
+    page: Page

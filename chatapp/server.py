@@ -19,6 +19,7 @@ from tornado.web import Application
 
 from chatapp.auth import keys
 from chatapp.broker.memory import LocalBroker
+from chatapp.core.admission import Admission
 from chatapp.core.hub import Hub
 from chatapp.core.service import ChatService
 from chatapp.errors import ConfigError, ErrorCode, close_code
@@ -58,14 +59,20 @@ async def build(settings: Settings) -> Chat:
     store = await open_store(settings.database_url)
     metrics = Metrics()
     hub = Hub(metrics)
+    admission = Admission(
+        per_user=settings.max_connections_per_user,
+        per_address=settings.max_connections_per_address,
+        total=settings.max_connections,
+    )
     service = ChatService(
         store,
         hub,
         LocalBroker(hub.deliver),
         metrics,
-        max_per_user=settings.max_connections_per_user,
-        max_per_address=settings.max_connections_per_address,
+        admission,
+        max_rooms=settings.max_rooms_per_connection,
         retention_days=settings.retention_days,
+        db_timeout=settings.db_timeout,
     )
     service.start()
     app = make_app(service, auth, settings, metrics)
@@ -95,12 +102,12 @@ async def shut_down(service: ChatService) -> None:
     Nothing acknowledged or queued is lost.
     """
     await service.drain()
-    for conn in list(service.connections):
+    for conn in list(service.admission.open):
         conn.close(close_code(ErrorCode.SHUTTING_DOWN), "server shutting down")
     try:
-        await asyncio.wait_for(service.all_closed(), CLOSE_GRACE_SECONDS)
+        await asyncio.wait_for(service.admission.all_closed(), CLOSE_GRACE_SECONDS)
     except TimeoutError:
-        log.warning("%d clients did not close in time", len(service.connections))
+        log.warning("%d clients did not close in time", len(service.admission.open))
     await service.close()
 
 
@@ -120,7 +127,7 @@ async def serve(settings: Settings) -> None:
         raise
     server = HTTPServer(chat.app, xheaders=settings.trusted_proxy)
     server.add_sockets(sockets)
-    collector = FullCollectionGuard(lambda: len(chat.service.connections))
+    collector = FullCollectionGuard(lambda: len(chat.service.admission.open))
     collector.start()
     port = sockets[0].getsockname()[1]
     log.info("chatapp listening on http://%s:%d/ (database %s)", settings.host, port, chat.database)

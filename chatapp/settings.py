@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from chatapp.errors import ConfigError
-from chatapp.limits import MIN_RATE_BURST
+from chatapp.limits import DEFAULT_MAX_ROOMS, MIN_RATE_BURST
 
 #: Name of the per-install secret that signs guest tokens, inside the data dir.
 GUEST_SECRET_FILE = "guest-secret"  # noqa: S105 (a file name, not a secret)
@@ -178,6 +178,14 @@ class Settings:
         parse=switch,
         is_switch=True,
     )
+    max_connections: int = setting(
+        0,
+        "--max-connections",
+        "open connections this server accepts in all; past it a WebSocket upgrade is "
+        "refused with HTTP 503 (0: no cap)",
+        parse=count,
+        metavar="N",
+    )
     max_connections_per_user: int = setting(
         100,
         "--max-connections-per-user",
@@ -192,6 +200,13 @@ class Settings:
         parse=count,
         metavar="N",
     )
+    max_rooms_per_connection: int = setting(
+        DEFAULT_MAX_ROOMS,
+        "--max-rooms-per-connection",
+        "rooms one connection may be in at once; a join past it gets error too_many_rooms",
+        parse=count,
+        metavar="N",
+    )
     rate_limit: float = setting(
         10.0,
         "--rate-limit",
@@ -202,9 +217,25 @@ class Settings:
     max_client_backlog: int = setting(
         4 * 1024 * 1024,
         "--max-client-backlog",
-        "unsent bytes a client may fall behind before it is disconnected (code 4003)",
+        "unsent bytes queued for a client; past it, it gets live traffic from the database "
+        "once it has taken what waits, instead of from memory",
         parse=count,
         metavar="BYTES",
+    )
+    slow_client_timeout: float = setting(
+        15.0,
+        "--slow-client-timeout",
+        "a client that takes nothing of its backlog for this long is disconnected (code 4003)",
+        parse=seconds,
+        metavar="SECONDS",
+    )
+    db_timeout: float = setting(
+        5.0,
+        "--db-timeout",
+        "how long a message may wait for the database before its sender is told 'unavailable' "
+        "(send again with the same client_id); also bounds waits for locks and connections",
+        parse=seconds,
+        metavar="SECONDS",
     )
     ping_interval: float = setting(
         20.0,

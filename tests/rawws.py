@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import socket
 import struct
@@ -45,6 +46,22 @@ class RawClient:
         elif size == 127:
             (size,) = struct.unpack("!Q", await self.reader.readexactly(8))
         return first & 0x0F, await self.reader.readexactly(size)
+
+    async def seqs_until(self, last: int, pause: float = 0.0) -> list[int]:
+        """The message seqs received (live or in history frames) up to ``last``, reading a
+        frame every ``pause`` seconds; fails on a close or a frame that is not JSON text."""
+        seen: list[int] = []
+        while not seen or seen[-1] < last:
+            opcode, payload = await asyncio.wait_for(self.frame(), 30)
+            assert opcode == 0x1, f"opcode {opcode}: {payload[:20]!r}"
+            frame = json.loads(payload)
+            if frame["type"] == "history":
+                seen.extend(m["seq"] for m in frame["messages"])
+            elif frame["type"] == "message":
+                seen.append(frame["seq"])
+            if pause:
+                await asyncio.sleep(pause)
+        return seen
 
     async def until_close(self) -> tuple[int | None, int]:
         """Read until a close frame or EOF: (close code or None, frames read before it)."""

@@ -49,7 +49,7 @@ async def test_tail_prints_history_then_live_and_resumes_after_a_drop(ws_url, ch
         lines = [await asyncio.wait_for(proc.stdout.readline(), 10)]
         await post(writer, "two")
         lines.append(await asyncio.wait_for(proc.stdout.readline(), 10))
-        for conn in list(chat.service.connections):  # drop everyone, tail included
+        for conn in list(chat.service.admission.open):  # drop everyone, tail included
             conn.close(CloseCode.GOING_AWAY, "restart")
         writer, _, _ = await connect_json(ws_url)
         await post(writer, "three")

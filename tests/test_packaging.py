@@ -114,19 +114,19 @@ async def test_the_readme_quick_start_serves_from_a_fresh_checkout(tmp_path: Pat
         page = await _first_answer(f"http://127.0.0.1:{QUICK_START_PORT}/", proc, log)
         assert b"<title>" in page.body
         conn = await websocket_connect(f"ws://127.0.0.1:{QUICK_START_PORT}/ws")
-        hello = json.loads(await conn.read_message())
-        history = json.loads(await conn.read_message())
-        assert (hello["type"], history["type"]) == ("hello", "history")
-        await conn.write_message(
-            json.dumps({"type": "message", "room": "general", "text": "hi", "client_id": "q1"})
-        )
-        frames = [json.loads(await conn.read_message()) for _ in range(2)]
-        assert [f["type"] for f in frames if f["type"] != "presence"][-1] in {"ack", "message"}
-        while not any(f["type"] == "ack" for f in frames):
-            frames.append(json.loads(await conn.read_message()))
-        [ack] = [f for f in frames if f["type"] == "ack"]
-        assert (ack["client_id"], ack["seq"]) == ("q1", 1)
-        conn.close()
+        try:
+            hello = json.loads(await conn.read_message())
+            history = json.loads(await conn.read_message())
+            assert (hello["type"], history["type"]) == ("hello", "history")
+            await conn.write_message(
+                json.dumps({"type": "message", "room": "general", "text": "hi", "client_id": "q1"})
+            )
+            frame = json.loads(await asyncio.wait_for(conn.read_message(), 10))
+            while frame["type"] != "ack":
+                frame = json.loads(await asyncio.wait_for(conn.read_message(), 10))
+            assert (frame["client_id"], frame["seq"]) == ("q1", 1)
+        finally:
+            conn.close()
         assert (root / "chatapp-data" / "chat.db").is_file()
     finally:
         with suppress(ProcessLookupError):

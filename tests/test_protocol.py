@@ -1,9 +1,9 @@
-"""The JSON wire protocol of PROTOCOL.md: parsing client frames, encoding server events."""
+"""What clients send, by PROTOCOL.md: parsing frames of the JSON protocol and parameters."""
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -14,16 +14,7 @@ from chatapp.core.protocol import (
     PostMessage,
     Typing,
     clamp_limit,
-    encode_ack,
-    encode_error,
-    encode_hello,
-    encode_history,
-    encode_message,
-    encode_presence,
-    encode_typing,
-    iso_utc,
     parse_client_frame,
-    text_line,
 )
 from chatapp.errors import ErrorCode, RequestError
 from chatapp.limits import MAX_CLIENT_ID_CHARS, MAX_HISTORY_LIMIT, MAX_TEXT_CHARS
@@ -411,124 +402,6 @@ def test_clamp_limit_keeps_a_small_request():
 def test_clamp_limit_caps_at_max_history_limit():
     """A requested limit over MAX_HISTORY_LIMIT is capped."""
     assert clamp_limit(MAX_HISTORY_LIMIT + 1, 50) == MAX_HISTORY_LIMIT
-
-
-# --- server events ------------------------------------------------------------
-
-
-def test_message_encodes_exact_fields_with_client_id():
-    """A message frame has type, room, seq, id, user, text, ts and the client_id it came with."""
-    assert encode_message(stored(seq=3, text="hello", client_id="c1")) == (
-        '{"type":"message","room":"general","seq":3,"id":13,'
-        '"user":{"id":"u1","name":"Alice"},"text":"hello",'
-        '"ts":"2026-11-26T12:00:00.123456Z","client_id":"c1"}'
-    )
-
-
-def test_message_without_client_id_omits_the_field():
-    """A message sent without client_id is encoded without a client_id key."""
-    frame = json.loads(encode_message(stored(seq=1)))
-    assert frame == {
-        "type": "message",
-        "room": "general",
-        "seq": 1,
-        "id": 11,
-        "user": {"id": "u1", "name": "Alice"},
-        "text": "hi",
-        "ts": "2026-11-26T12:00:00.123456Z",
-    }
-
-
-def test_message_text_is_encoded_as_utf8_not_escaped():
-    """Non-ASCII text goes out as itself, and JSON special characters are escaped."""
-    encoded = encode_message(stored(text='héllo "ü" \n <b>'))
-    assert 'héllo \\"ü\\" \\n <b>' in encoded
-    assert json.loads(encoded)["text"] == 'héllo "ü" \n <b>'
-
-
-def test_ts_is_iso8601_utc_with_z_suffix():
-    """Timestamps are ISO-8601 in UTC, microseconds, ending in Z."""
-    assert iso_utc(NOON) == "2026-11-26T12:00:00.123456Z"
-
-
-def test_ts_converts_other_timezones_to_utc():
-    """A time with another offset is converted to UTC before formatting."""
-    plus_two = timezone(timedelta(hours=2))
-    assert iso_utc(datetime(2026, 1, 1, 1, 30, tzinfo=plus_two)) == "2025-12-31T23:30:00.000000Z"
-
-
-def test_ts_parses_back_to_the_same_instant():
-    """The ts string parses (as ISO-8601) back to the stored instant."""
-    ts = json.loads(encode_message(stored()))["ts"]
-    assert ts.endswith("Z")
-    assert datetime.fromisoformat(ts) == NOON
-
-
-def test_ack_has_exact_fields():
-    """An ack carries client_id, room, seq and id of the stored message."""
-    assert encode_ack(stored(seq=4, client_id="c9")) == (
-        '{"type":"ack","client_id":"c9","room":"general","seq":4,"id":14}'
-    )
-
-
-def test_history_has_room_messages_oldest_first_and_has_more():
-    """A history frame lists full message objects in the given (oldest-first) order."""
-    frame = json.loads(encode_history("general", [stored(1), stored(2, client_id="x")], True))
-    assert frame["type"] == "history"
-    assert frame["room"] == "general"
-    assert frame["has_more"] is True
-    assert [m["seq"] for m in frame["messages"]] == [1, 2]
-    assert frame["messages"][0] == json.loads(encode_message(stored(1)))
-    assert frame["messages"][1]["client_id"] == "x"
-    assert set(frame) == {"type", "room", "messages", "has_more"}
-
-
-def test_empty_history_encodes_exactly():
-    """A history frame of an empty room is an empty list with has_more false."""
-    assert encode_history("lobby", [], False) == (
-        '{"type":"history","room":"lobby","messages":[],"has_more":false}'
-    )
-
-
-def test_presence_lists_users_and_count():
-    """A presence frame has the room, the users as {id, name} and the total count."""
-    assert encode_presence("general", [ALICE, BOB], 2) == (
-        '{"type":"presence","room":"general",'
-        '"users":[{"id":"u1","name":"Alice"},{"id":"u2","name":"Bob"}],"count":2}'
-    )
-
-
-def test_typing_names_room_and_user():
-    """A typing frame has the room and the typing user."""
-    assert encode_typing("general", BOB) == (
-        '{"type":"typing","room":"general","user":{"id":"u2","name":"Bob"}}'
-    )
-
-
-def test_hello_names_user_and_server():
-    """The hello frame tells the client who it is and the server version."""
-    assert encode_hello(ALICE, "chatapp/0.1.0") == (
-        '{"type":"hello","user":{"id":"u1","name":"Alice"},"server":"chatapp/0.1.0"}'
-    )
-
-
-def test_error_with_ref_has_code_reason_and_ref():
-    """An error about a message carries the offending client_id as ref."""
-    assert encode_error(ErrorCode.NOT_JOINED, "join room 'x' first", "c7") == (
-        '{"type":"error","code":"not_joined","reason":"join room \'x\' first","ref":"c7"}'
-    )
-
-
-def test_error_without_ref_omits_the_field():
-    """An error with no client_id has only type, code and reason."""
-    assert encode_error(ErrorCode.BAD_JSON, "frame is not valid JSON") == (
-        '{"type":"error","code":"bad_json","reason":"frame is not valid JSON"}'
-    )
-
-
-def test_text_line_is_name_colon_text():
-    """Text-mode clients see '<name>: <text>'."""
-    assert text_line(stored(text="hello there", user=BOB)) == "Bob: hello there"
 
 
 def test_seq_fields_beyond_the_largest_seq_are_rejected():

@@ -13,7 +13,7 @@ import pytest
 from tornado.ioloop import IOLoop
 
 from chatapp.core.writer import BatchWriter
-from chatapp.errors import Unavailable
+from chatapp.errors import StoreError, Unavailable
 from chatapp.model import Appended, MessageEvent, NewMessage, Page, StoredMessage, User
 from chatapp.store.sql import SqlStore, open_store
 
@@ -40,14 +40,16 @@ class WrappedStore:
     def __init__(self, inner: SqlStore) -> None:
         self.inner = inner
         self.attempts: list[list[str]] = []
+        self.attempted = asyncio.Event()
         self.gate: asyncio.Event | None = None
 
     @property
     def description(self) -> str:
         return self.inner.description
 
-    async def append(self, batch: Sequence[NewMessage]) -> list[Appended]:
+    async def append(self, batch: Sequence[NewMessage], retry: bool = False) -> list[Appended]:
         self.attempts.append([m.text for m in batch])
+        self.attempted.set()
         if self.gate is not None:
             await self.gate.wait()
         if any(m.text == POISON for m in batch):
@@ -124,8 +126,7 @@ async def test_messages_queued_during_a_commit_form_the_next_batch(sql_store):
     recorder = Recorder()
     async with running(store, recorder) as writer:
         first = asyncio.ensure_future(writer.submit(new("lone"), "c1"))
-        await asyncio.sleep(0)
-        await asyncio.sleep(0)
+        await store.attempted.wait()
         assert store.attempts == [["lone"]]  # in flight, held at the gate
         rest = [asyncio.ensure_future(writer.submit(new(f"q{i}"), "c1")) for i in range(5)]
         await asyncio.sleep(0)
@@ -163,15 +164,18 @@ async def test_on_commit_gets_events_in_commit_order_before_submitters_hear_back
         assert recorder.log.index(("commit", f"m{i}")) < recorder.log.index(("ack", f"m{i}"))
 
 
-async def test_duplicates_are_answered_but_not_published_again(sql_store):
-    """A resent client_id gets the original back and produces no second on_commit event."""
+async def test_duplicates_are_answered_with_the_original_and_published_again(sql_store):
+    """A resent client_id gets the original back, stored once; it is published again with
+    its original seq, so a message whose first answer was lost still reaches the hub (which
+    drops seqs it has delivered)."""
     recorder = Recorder()
     async with running(sql_store, recorder) as writer:
         first = await writer.submit(new("once", client_id="k1"), "c1")
         again = await writer.submit(new("once", client_id="k1"), "c1")
     assert again.duplicate is True
     assert again.message == first.message
-    assert [e.message.text for e in recorder.events] == ["once"]
+    assert [(e.message.text, e.message.seq) for e in recorder.events] == [("once", 1)] * 2
+    assert len((await sql_store.latest("general", 10)).messages) == 1
 
 
 async def test_close_commits_everything_queued(sql_store):
@@ -251,7 +255,7 @@ async def test_failing_on_commit_still_answers_submitters(sql_store):
 
 
 async def test_cancelled_submitter_does_not_disturb_the_others(sql_store):
-    """A submitter that gives up while queued does not break the batch it was in."""
+    """A submitter that gives up while queued is withdrawn; the others are stored."""
     recorder = Recorder()
     async with running(sql_store, recorder) as writer:
         tasks = [asyncio.ensure_future(writer.submit(new(f"m{i}"), "c1")) for i in range(3)]
@@ -260,8 +264,8 @@ async def test_cancelled_submitter_does_not_disturb_the_others(sql_store):
         await asyncio.gather(*tasks, return_exceptions=True)
         later = await writer.submit(new("later"), "c1")
     assert tasks[0].result().message.seq == 1
-    assert tasks[2].result().message.seq == 3
-    assert later.message.seq == 4
+    assert tasks[2].result().message.seq == 2
+    assert later.message.seq == 3
 
 
 async def test_failing_batch_callback_does_not_stall_the_writer(sql_store):
@@ -282,3 +286,112 @@ async def test_failing_batch_callback_does_not_stall_the_writer(sql_store):
             await writer.close()
     assert (first.message.seq, second.message.seq) == (1, 2)
     assert [e.message.text for e in recorder.events] == ["one", "two"]
+
+
+# --- database faults: a bounded answer, no message-by-message retries, no double store ---
+
+#: The writer's bound in these tests: short, so failing tests fail fast.
+TIMEOUT = 0.3
+
+
+class FaultyStore(WrappedStore):
+    """A real store behind a switch: ``down`` refuses, ``hang`` never answers, and
+    ``lose_answer`` commits the next batch, then reports a failure (an uncertain commit)."""
+
+    def __init__(self, inner: SqlStore) -> None:
+        super().__init__(inner)
+        self.down = False
+        self.hang = False
+        self.lose_answer = False
+
+    async def append(self, batch: Sequence[NewMessage], retry: bool = False) -> list[Appended]:
+        self.attempts.append([m.text for m in batch])
+        self.attempted.set()
+        if self.hang:
+            await asyncio.Event().wait()
+        if self.down:
+            raise StoreError("database is locked")
+        results = await self.inner.append(batch, retry)
+        if self.lose_answer:
+            self.lose_answer = False
+            raise StoreError("connection lost during commit")
+        return results
+
+
+@pytest.fixture
+def faulty(sql_store: SqlStore) -> FaultyStore:
+    return FaultyStore(sql_store)
+
+
+async def test_when_the_database_fails_every_sender_hears_unavailable(faulty):
+    """A failing database answers each waiting sender with Unavailable within the bound,
+    retrying whole batches, never one message at a time."""
+    faulty.down = True
+    recorder = Recorder()
+    writer = BatchWriter(faulty, recorder.on_commit, timeout=TIMEOUT)
+    writer.start()
+    try:
+        outcomes = await asyncio.wait_for(
+            asyncio.gather(
+                *(writer.submit(new(f"m{i}"), "c1") for i in range(20)), return_exceptions=True
+            ),
+            STALL_GUARD * 5,
+        )
+    finally:
+        await writer.close()
+    assert all(isinstance(o, Unavailable) for o in outcomes)
+    assert {len(attempt) for attempt in faulty.attempts} <= {1, 19, 20}
+    assert recorder.events == []
+
+
+async def test_the_first_message_after_the_database_recovers_is_stored_at_once(faulty):
+    """No back-off survives an outage: once the database answers, the next message is acked."""
+    recorder = Recorder()
+    writer = BatchWriter(faulty, recorder.on_commit, timeout=TIMEOUT)
+    writer.start()
+    try:
+        faulty.down = True
+        with pytest.raises(Unavailable):
+            await writer.submit(new("lost"), "c1")
+        faulty.down = False
+        result = await asyncio.wait_for(writer.submit(new("back"), "c1"), STALL_GUARD)
+    finally:
+        await writer.close()
+    assert (result.message.seq, result.message.text) == (1, "back")
+
+
+async def test_messages_queued_behind_a_hung_commit_are_withdrawn_in_time(faulty):
+    """A database that never answers: the batch in flight and those queued behind it all get
+    Unavailable, each within about the bound after it arrived."""
+    faulty.hang = True
+    recorder = Recorder()
+    writer = BatchWriter(faulty, recorder.on_commit, timeout=TIMEOUT)
+    writer.start()
+    first = asyncio.ensure_future(writer.submit(new("in flight"), "c1"))
+    await faulty.attempted.wait()
+    queued = asyncio.ensure_future(writer.submit(new("queued"), "c1"))
+    outcomes = await asyncio.wait_for(
+        asyncio.gather(first, queued, return_exceptions=True), STALL_GUARD * 5
+    )
+    faulty.hang = False
+    await writer.close()
+    assert all(isinstance(o, Unavailable) for o in outcomes)
+
+
+async def test_a_commit_whose_answer_was_lost_is_found_not_stored_twice(faulty, sql_store):
+    """Retried after an uncertain commit, a batch finds what it stored: with or without a
+    client_id, each message is stored once and published with its one seq."""
+    faulty.lose_answer = True
+    recorder = Recorder()
+    writer = BatchWriter(faulty, recorder.on_commit, timeout=TIMEOUT * 10)
+    writer.start()
+    try:
+        results = await asyncio.gather(
+            writer.submit(new("keyed", client_id="k1"), "c1"), writer.submit(new("bare"), "c2")
+        )
+    finally:
+        await writer.close()
+    stored = (await sql_store.latest("general", 10)).messages
+    assert [m.text for m in stored] == ["keyed", "bare"]
+    assert [r.message.seq for r in results] == [1, 2]
+    assert [(e.message.seq, e.origin) for e in recorder.events] == [(1, "c1"), (2, "c2")]

@@ -36,6 +36,8 @@ GUEST_ISSUER = "chatapp-guest"
 GUEST_TOKEN_TTL = 3600
 #: A guest token this much past its expiry can still be renewed (keeping its id).
 GUEST_RENEWAL_WINDOW = 7 * 24 * 3600
+#: Longest user id (``sub``) accepted: the column that stores it holds 255.
+MAX_SUBJECT_CHARS = 255
 #: Longest display name kept; longer ones are cut.
 MAX_NAME_CHARS = 64
 #: Clock skew tolerated on ``nbf``/``iat``, in seconds. ``exp`` is strict: a token is
@@ -131,7 +133,13 @@ class Authenticator:
             audience=self._audience,
         )
         subject = claims["sub"]
-        if not isinstance(subject, str) or not subject or subject.startswith(GUEST_PREFIX):
+        if (
+            not isinstance(subject, str)
+            or not subject
+            or len(subject) > MAX_SUBJECT_CHARS
+            or subject.startswith(GUEST_PREFIX)
+            or subject != subject.encode("utf-8", "replace").decode("utf-8")
+        ):
             raise AuthError("invalid token: 'sub' must be a non-empty string")
         return Identity(
             user=User(id=subject, name=_display_name(claims.get("name"), subject)),
@@ -251,8 +259,11 @@ def _unverified_issuer(token: str) -> object:
 
 
 def _display_name(value: object, fallback: str) -> str:
+    """Whitespace folded, cut to MAX_NAME_CHARS; lone surrogates (which no database can
+    store) replaced."""
     if isinstance(value, str) and value.strip():
-        return " ".join(value.split())[:MAX_NAME_CHARS]
+        name = " ".join(value.split())[:MAX_NAME_CHARS]
+        return name.encode("utf-8", "replace").decode("utf-8")
     return fallback
 
 

@@ -26,6 +26,7 @@ from chatapp.errors import ExitCode, RequestError, StoreError
 from chatapp.model import StoredMessage
 from chatapp.settings import Group
 from chatapp.store.query import ReadOnlyDatabase
+from chatapp.web.wire import iso_utc
 
 FIELDS = ("room", "seq", "id", "user_id", "user_name", "text", "created_at", "client_id")
 
@@ -76,7 +77,7 @@ def record(message: StoredMessage) -> dict[str, Any]:
         "user_id": message.user.id,
         "user_name": message.user.name,
         "text": message.text,
-        "created_at": protocol.iso_utc(message.created_at),
+        "created_at": iso_utc(message.created_at),
         "client_id": message.client_id,
     }
 

@@ -1,28 +1,38 @@
-"""This process's rooms and the connections in them; fan-out of events to sockets.
+"""This process's rooms and their members; events in seq order, fanned out to members.
 
-The hub never awaits a client. Each event is encoded once per broadcast into
-a complete WebSocket frame, and the frames of one delivered batch go to each
-member in a single write. A member's ``send`` queues bytes without blocking;
-the member itself decides when it is too far behind and disconnects.
+The hub never awaits a client and knows no wire format. It hands each
+member a ``Delivery`` (one room's events of one broadcast); members of one
+kind encode it once between them through the delivery's cache.
 
-Joining is race-free: a member is registered (and buffers live events)
-*before* its history is read, then ``finish_join`` replays the buffered
-events newer than the history and drops the rest, so the member sees history
-then live traffic with no gap and no duplicate.
+Order. Brokers may hand over a room's messages late, twice, or out of
+order (several processes publish; a publish can be lost). The hub delivers
+each room's messages strictly in seq order without gaps: a duplicate is
+dropped, a message ahead of a gap is held, and ``on_gap`` asks for the
+missing ones from the database (the truth) after ``GAP_HOLD`` seconds.
+
+A member is, per room, in one of four states:
+- *joining*: skipped by live delivery while the service sends it the room's
+  history from the store, up to its ``cursor``, and calls ``caught_up``;
+- *live*: every event is pushed to it;
+- *filtering*: live, but the history it was sent reaches past what the hub
+  has delivered, so messages up to its ``floor`` are skipped;
+- *behind*: its backlog was full (``push`` returned False), so it is
+  skipped like a joiner, from its ``cursor`` on, until the service has
+  brought it up to date from the store. A client that reads slowly is
+  never buffered without end and never loses a message: it gets them from
+  the database once it has room for them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
-from chatapp.core import protocol
-from chatapp.model import Event, MessageEvent, TypingEvent, User
+from chatapp.model import Event, MessageEvent, PresenceEvent, RoomEvent, TypingEvent, User
 from chatapp.ops.metrics import Metrics
-from chatapp.web.wsframe import text_frame
 
 #: Presence changes are coalesced: one ``presence`` frame at most per this delay,
 #: plus a little per member, so a thousand joins cost a few frames, not a million.
@@ -30,6 +40,23 @@ PRESENCE_DELAY = 0.05
 PRESENCE_DELAY_PER_MEMBER = 0.002
 #: A ``presence`` frame lists at most this many users; ``count`` always gives the total.
 PRESENCE_MAX_USERS = 100
+#: Seconds a message ahead of a gap waits for the missing ones before they are fetched.
+GAP_HOLD = 0.2
+#: Least seconds between two typing notices of one member in one room.
+TYPING_INTERVAL = 1.0
+
+
+@dataclass(slots=True, eq=False)
+class Delivery:
+    """One room's events of one broadcast, as its members receive them.
+
+    ``encoded`` is for the members' encoders: what one of them made of these
+    events, the next member of the same kind reuses.
+    """
+
+    room: str
+    events: Sequence[RoomEvent]
+    encoded: dict[object, Any] = field(default_factory=dict)
 
 
 class Member(Protocol):
@@ -41,39 +68,47 @@ class Member(Protocol):
     @property
     def user(self) -> User: ...
 
-    @property
-    def text_mode(self) -> bool:
-        """Plain-text client: gets ``"name: text"`` lines, not its own messages, no other events."""
-        ...
-
-    def send(self, frames: bytes) -> None:
-        """Queue complete WebSocket frames; never blocks and never calls back into the hub."""
+    def push(self, delivery: Delivery) -> bool:
+        """Queue the delivery without blocking; False, queuing nothing, when the member's
+        backlog is over its bound. Never calls back into the hub."""
         ...
 
 
-@dataclass(slots=True)
-class _Joining:
-    buffer: list[Event] | None = field(default_factory=list)  # while history is read
-    floor: int = 0  # after history: messages up to here were in it
-
-
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Room:
     name: str
-    members: dict[Member, None] = field(default_factory=dict)  # JSON, fully joined
-    text_members: dict[Member, None] = field(default_factory=dict)
-    joining: dict[Member, _Joining] = field(default_factory=dict)
-    last_seq: int = 0  # newest seq this hub has delivered
+    live: dict[Member, None] = field(default_factory=dict)
+    filtering: dict[Member, int] = field(default_factory=dict)  # member -> floor
+    joining: dict[Member, int | None] = field(default_factory=dict)  # member -> cursor
+    behind: dict[Member, int] = field(default_factory=dict)  # member -> cursor
+    #: Newest seq delivered in order; None until the room's head is known (``set_head``).
+    last_seq: int | None = None
+    held: dict[int, MessageEvent] = field(default_factory=dict)
+    gap_timer: asyncio.TimerHandle | None = None
     presence_timer: asyncio.TimerHandle | None = None
+    typed_at: dict[Member, float] = field(default_factory=dict)
 
     def present(self) -> list[Member]:
-        waiting = [m for m, j in self.joining.items() if j.buffer is None]
-        return [*self.members, *self.text_members, *waiting]
+        """Members that have been sent some history: a joiner is listed once it has the room."""
+        joined = [m for m, cursor in self.joining.items() if cursor is not None]
+        return [*self.live, *self.filtering, *self.behind, *joined]
+
+    def has_members(self) -> bool:
+        return bool(self.live or self.filtering or self.joining or self.behind)
+
+    def drop(self, member: Member) -> None:
+        self.live.pop(member, None)
+        self.filtering.pop(member, None)
+        self.joining.pop(member, None)
+        self.behind.pop(member, None)
+        self.typed_at.pop(member, None)
 
 
 class Hub:
     def __init__(self, metrics: Metrics | None = None) -> None:
         self._metrics = metrics
+        #: Called with a room and its last delivered seq when messages after it are missing.
+        self.on_gap: Callable[[str, int], None] = lambda room, after: None
         self._rooms: dict[str, _Room] = {}
         self._memberships: dict[Member, set[str]] = {}
 
@@ -85,29 +120,79 @@ class Hub:
     def rooms_of(self, member: Member) -> set[str]:
         return set(self._memberships.get(member, ()))
 
+    def active_rooms(self) -> dict[str, int | None]:
+        """Every room with a member here, and the newest seq delivered in it."""
+        return {name: state.last_seq for name, state in self._rooms.items()}
+
     def begin_join(self, member: Member, room: str) -> None:
-        """Register the member; live events are held for it until ``finish_join``."""
+        """Register the member as joining, nothing sent yet. Until the room's head is known
+        here (``set_head``), its messages are held."""
         state = self._rooms.get(room)
         if state is None:
             state = self._rooms[room] = _Room(room)
-        self._detach(state, member)
-        state.joining[member] = _Joining()
+        state.drop(member)
+        state.joining[member] = None
         self._memberships.setdefault(member, set()).add(room)
 
-    def finish_join(self, member: Member, room: str, history_seq: int) -> None:
-        """The member has been sent history up to ``history_seq``; switch it to live."""
+    def set_head(self, room: str, head: int) -> None:
+        """The room's newest stored seq, read once this process's subscription to the room was
+        active: delivery continues after it. Held messages above it are released; once the
+        head is known, later calls are ignored."""
         state = self._rooms.get(room)
-        joining = state.joining.get(member) if state else None
-        if state is None or joining is None or joining.buffer is None:
-            return  # left (or disconnected) while the history was read
-        held, joining.buffer, joining.floor = joining.buffer, None, history_seq
-        if held:
-            self._send_filtered(member, state, held, history_seq)
-        self._promote_if_caught_up(state, member, joining)
+        if state is None or state.last_seq is not None:
+            return
+        state.last_seq = head
+        held = sorted(state.held.values(), key=lambda e: e.message.seq)
+        state.held.clear()
+        self._offer(state, held)
+
+    def head_known(self, room: str) -> bool:
+        state = self._rooms.get(room)
+        return state is not None and state.last_seq is not None
+
+    def last_seq(self, room: str) -> int | None:
+        """The newest seq delivered in the room here (None: not known yet)."""
+        state = self._rooms.get(room)
+        return state.last_seq if state is not None else None
+
+    def behind(self, member: Member) -> dict[str, int]:
+        """The rooms in which the member fell behind since it was live, and its cursor in each."""
+        found = {}
+        for name in self._memberships.get(member, ()):
+            cursor = self._rooms[name].behind.get(member)
+            if cursor is not None:
+                found[name] = cursor
+        return found
+
+    def caught_up(self, member: Member, room: str, seq: int) -> bool:
+        """The joining (or behind) member has been sent everything of ``room`` up to ``seq``.
+
+        True when nothing more is to be sent: the member is live now (filtering
+        up to ``seq`` where the hub lags behind what it was sent) and gets the
+        room's presence, or it is no longer joining or behind there (it left,
+        or joined again). False when the hub has delivered more than ``seq``.
+        """
+        state = self._rooms.get(room)
+        if state is not None and member in state.joining:
+            state.joining[member] = seq
+        elif state is not None and member in state.behind:
+            state.behind[member] = seq
+        else:
+            return True
+        if state.last_seq is None or state.last_seq > seq:
+            return False
+        state.joining.pop(member, None)
+        state.behind.pop(member, None)
+        if state.last_seq == seq:
+            state.live[member] = None
+        else:
+            state.filtering[member] = seq
+        self._push(member, state, [self._presence_event(state)])
         self._presence_changed(state)
+        return True
 
     def leave(self, member: Member, room: str) -> bool:
-        """Remove the member from a room; true if no local member is left in it."""
+        """Remove the member from a room; true if no member is left in it here."""
         rooms = self._memberships.get(member)
         if rooms is not None:
             rooms.discard(room)
@@ -116,40 +201,41 @@ class Hub:
         state = self._rooms.get(room)
         if state is None:
             return True
-        self._detach(state, member)
-        if state.members or state.text_members or state.joining:
+        state.drop(member)
+        if state.has_members():
             self._presence_changed(state)
             return False
-        if state.presence_timer is not None:
-            state.presence_timer.cancel()
+        for timer in (state.presence_timer, state.gap_timer):
+            if timer is not None:
+                timer.cancel()
         del self._rooms[room]
+        return True
+
+    def typing_allowed(self, member: Member, room: str) -> bool:
+        """At most one typing notice per member and room every TYPING_INTERVAL seconds."""
+        state = self._rooms.get(room)
+        if state is None:
+            return False
+        now = time.monotonic()
+        if now - state.typed_at.get(member, -TYPING_INTERVAL) < TYPING_INTERVAL:
+            return False
+        state.typed_at[member] = now
         return True
 
     def presence(self, room: str) -> list[User]:
         """Distinct users present in the room, sorted by name."""
         state = self._rooms.get(room)
-        if state is None:
-            return []
-        users = {m.user.id: m.user for m in state.present()}
-        return sorted(users.values(), key=lambda u: (u.name.casefold(), u.id))
+        return _distinct_users(state.present()) if state is not None else []
 
-    def _detach(self, state: _Room, member: Member) -> None:
-        state.members.pop(member, None)
-        state.text_members.pop(member, None)
-        state.joining.pop(member, None)
-
-    def _promote_if_caught_up(self, state: _Room, member: Member, joining: _Joining) -> None:
-        if state.last_seq >= joining.floor:
-            del state.joining[member]
-            if member.text_mode:
-                state.text_members[member] = None
-            else:
-                state.members[member] = None
+    def present_count(self, room: str) -> int:
+        """Connections present in the room here."""
+        state = self._rooms.get(room)
+        return len(state.present()) if state is not None else 0
 
     # --- delivery ------------------------------------------------------------
 
     def deliver(self, events: Sequence[Event]) -> None:
-        """Send events (in order) to this process's members of their rooms."""
+        """Take events from the broker: each room's messages go out in seq order, once."""
         started = time.perf_counter()
         by_room: dict[str, list[Event]] = {}
         for event in events:
@@ -158,90 +244,104 @@ class Hub:
         for room, room_events in by_room.items():
             state = self._rooms.get(room)
             if state is not None:
-                delivered += self._deliver_room(state, room_events)
+                delivered += self._offer(state, room_events)
         if self._metrics is not None:
             self._metrics.delivered.inc(delivered)
             self._metrics.fanout_seconds.observe(time.perf_counter() - started)
 
-    def _deliver_room(self, state: _Room, events: list[Event]) -> int:
-        """Deliver one room's events; returns how many messages went to members."""
+    def _offer(self, state: _Room, events: Iterable[Event]) -> int:
+        """Put a room's events in order (holding what follows a gap) and fan out what is ready;
+        returns how many messages went to members."""
+        ready: list[RoomEvent] = []
         for event in events:
-            if isinstance(event, MessageEvent) and event.message.seq > state.last_seq:
-                state.last_seq = event.message.seq
-        if state.members:
-            frames = [_json_frame(e) for e in events]
-            everything = b"".join(frames)
-            typists = {e.origin for e in events if isinstance(e, TypingEvent)}
-            for member in tuple(state.members):
-                if member.id in typists:  # typing goes to the others only
-                    member.send(b"".join(_not_own_typing(member, events, frames)))
-                else:
-                    member.send(everything)
-        if state.text_members:
-            messages = [e for e in events if isinstance(e, MessageEvent)]
-            lines = [text_frame(protocol.text_line(e.message)) for e in messages]
-            for member in tuple(state.text_members):
-                own = (f for e, f in zip(messages, lines, strict=True) if e.origin != member.id)
-                member.send(b"".join(own))
-        for member, joining in tuple(state.joining.items()):
-            if joining.buffer is not None:
-                joining.buffer.extend(events)
-            else:
-                self._send_filtered(member, state, events, joining.floor)
-                self._promote_if_caught_up(state, member, joining)
-        message_count = sum(isinstance(e, MessageEvent) for e in events)
-        return message_count * (len(state.members) + len(state.text_members))
-
-    def _send_filtered(
-        self, member: Member, state: _Room, events: Sequence[Event], floor: int
-    ) -> None:
-        """Send the events the member has not had: messages above ``floor``, others' typing."""
-        fresh = [
-            e
-            for e in events
-            if (e.message.seq > floor if isinstance(e, MessageEvent) else e.origin != member.id)
-        ]
-        if member.text_mode:
-            payload = b"".join(
-                text_frame(protocol.text_line(e.message))
-                for e in fresh
-                if isinstance(e, MessageEvent) and e.origin != member.id
+            if isinstance(event, TypingEvent):
+                ready.append(event)
+                continue
+            seq = event.message.seq
+            if state.last_seq is None or seq > state.last_seq + 1:
+                state.held[seq] = event
+                continue
+            if seq <= state.last_seq:
+                continue  # delivered already: a republished or refetched message
+            ready.append(event)
+            state.last_seq = seq
+            while (following := state.held.pop(state.last_seq + 1, None)) is not None:
+                ready.append(following)
+                state.last_seq += 1
+        for seq in [s for s in state.held if state.last_seq is not None and s <= state.last_seq]:
+            del state.held[seq]
+        if state.held and state.last_seq is not None and state.gap_timer is None:
+            state.gap_timer = asyncio.get_running_loop().call_later(
+                GAP_HOLD, self._gap_timed_out, state
             )
-        else:
-            payload = b"".join(_json_frame(e) for e in fresh)
-        if payload:
-            member.send(payload)
+        return self._fan_out(state, ready) if ready else 0
+
+    def _gap_timed_out(self, state: _Room) -> None:
+        state.gap_timer = None
+        if state.held and state.last_seq is not None:
+            self.on_gap(state.name, state.last_seq)
+
+    def gap_filled(self, room: str, events: Sequence[MessageEvent]) -> None:
+        """Messages read back from the database after ``on_gap``: delivered in order. If the
+        missing ones are gone from the database (retention), delivery resumes after them."""
+        state = self._rooms.get(room)
+        if state is None or state.last_seq is None:
+            return
+        if events and events[0].message.seq > state.last_seq + 1:
+            state.last_seq = events[0].message.seq - 1
+        self._offer(state, events)
+
+    def _fan_out(self, state: _Room, events: list[RoomEvent]) -> int:
+        first = next((e.message.seq for e in events if isinstance(e, MessageEvent)), None)
+        before = first - 1 if first is not None else state.last_seq or 0  # all a refuser has had
+        delivery = Delivery(state.name, events)
+        for member in tuple(state.live):
+            if not member.push(delivery):
+                self._fall_behind(state, member, before)
+        for member, floor in tuple(state.filtering.items()):
+            fresh = [e for e in events if not _at_or_below(e, floor)]
+            if fresh and not member.push(Delivery(state.name, fresh)):
+                self._fall_behind(state, member, max(floor, before))
+            elif state.last_seq is not None and state.last_seq >= floor:
+                del state.filtering[member]
+                state.live[member] = None
+        messages = sum(isinstance(e, MessageEvent) for e in events)
+        return messages * (len(state.live) + len(state.filtering))
+
+    def _fall_behind(self, state: _Room, member: Member, cursor: int) -> None:
+        """The member's backlog is full: it gets the rest from the store once it has room."""
+        state.live.pop(member, None)
+        state.filtering.pop(member, None)
+        state.behind[member] = cursor
+
+    def _push(self, member: Member, state: _Room, events: list[RoomEvent]) -> None:
+        member.push(Delivery(state.name, events))
 
     # --- presence ------------------------------------------------------------
 
     def _presence_changed(self, state: _Room) -> None:
         if state.presence_timer is not None:
             return
-        delay = PRESENCE_DELAY + PRESENCE_DELAY_PER_MEMBER * len(state.members)
+        delay = PRESENCE_DELAY + PRESENCE_DELAY_PER_MEMBER * len(state.live)
         state.presence_timer = asyncio.get_running_loop().call_later(
             delay, self._send_presence, state
         )
 
     def _send_presence(self, state: _Room) -> None:
         state.presence_timer = None
-        users = self.presence(state.name)
-        frame = text_frame(
-            protocol.encode_presence(state.name, users[:PRESENCE_MAX_USERS], len(users))
-        )
-        for member in state.present():
-            if not member.text_mode:
-                member.send(frame)
+        delivery = Delivery(state.name, [self._presence_event(state)])
+        for member in (*state.live, *state.filtering):
+            member.push(delivery)  # a full backlog misses it; it gets presence when live again
+
+    def _presence_event(self, state: _Room) -> PresenceEvent:
+        users = _distinct_users(state.present())
+        return PresenceEvent(state.name, tuple(users[:PRESENCE_MAX_USERS]), len(users))
 
 
-def _json_frame(event: Event) -> bytes:
-    if isinstance(event, MessageEvent):
-        return text_frame(protocol.encode_message(event.message))
-    return text_frame(protocol.encode_typing(event.room, event.user))
+def _distinct_users(members: Iterable[Member]) -> list[User]:
+    users = {m.user.id: m.user for m in members}
+    return sorted(users.values(), key=lambda u: (u.name.casefold(), u.id))
 
 
-def _not_own_typing(member: Member, events: list[Event], frames: list[bytes]) -> list[bytes]:
-    return [
-        frame
-        for event, frame in zip(events, frames, strict=True)
-        if not (isinstance(event, TypingEvent) and event.origin == member.id)
-    ]
+def _at_or_below(event: RoomEvent, floor: int) -> bool:
+    return isinstance(event, MessageEvent) and event.message.seq <= floor

@@ -1,31 +1,57 @@
-"""The single choke point between the sockets and the rest: validate, store, publish.
+"""The single choke point between the connections and the rest: validate, store, publish.
 
-Handlers decode frames and call in here; the service checks membership,
-hands messages to the group-commit writer, publishes what was committed
-through the broker, and answers joins and history requests from the store.
-Frames go out through ``Connection.send`` as complete WebSocket frames.
+Handlers decode frames and call in here. The service checks access and
+membership, hands messages to the group-commit writer, publishes what was
+committed through the broker, and answers joins and history requests with
+values: ``History`` pages and ``Delivery`` batches, which the connection
+encodes and sends as its socket drains. It never writes to a socket.
+
+The database is the truth: whatever a member missed (while joining, while
+its backlog was full, or because a publish was lost) it is sent from the
+store, in seq order, before it goes live again.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
-from collections.abc import Sequence
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Sequence
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from chatapp.auth.tokens import Identity
 from chatapp.broker import Broker
 from chatapp.core import protocol
-from chatapp.core.hub import Hub, Member
-from chatapp.core.writer import BatchWriter
-from chatapp.errors import AccessDenied, ErrorCode, RequestError, Unavailable
-from chatapp.limits import DEFAULT_HISTORY_LIMIT, DEFAULT_SEARCH_LIMIT, MAX_REPLAY, MAX_SEARCH_LIMIT
-from chatapp.model import Appended, MessageEvent, NewMessage, Page, SearchHit, TypingEvent
+from chatapp.core.admission import Admission, Connected
+from chatapp.core.hub import Delivery, Hub, Member
+from chatapp.core.writer import DEFAULT_TIMEOUT, BatchWriter
+from chatapp.errors import AccessDenied, ChatError, ErrorCode, RequestError
+from chatapp.limits import (
+    DEFAULT_HISTORY_LIMIT,
+    DEFAULT_MAX_ROOMS,
+    DEFAULT_SEARCH_LIMIT,
+    MAX_HISTORY_LIMIT,
+    MAX_REPLAY,
+    MAX_SEARCH_LIMIT,
+)
+from chatapp.model import (
+    Appended,
+    History,
+    MessageEvent,
+    NewMessage,
+    Page,
+    SearchHit,
+    TypingEvent,
+)
 from chatapp.ops.metrics import Metrics
 from chatapp.ops.retention import Retention
 from chatapp.store import Store
-from chatapp.web.wsframe import text_frame
+
+log = logging.getLogger(__name__)
+
+#: Seconds between checks that every room with members here has had its newest messages
+#: delivered (a publish lost between commit and broker is then fetched from the store).
+HEAD_CHECK_INTERVAL = 2.0
 
 
 def require_access(identity: Identity, room: str, ref: str | None = None) -> None:
@@ -34,16 +60,9 @@ def require_access(identity: Identity, room: str, ref: str | None = None) -> Non
         raise AccessDenied(f"no access to room {room!r}", ref=ref)
 
 
-class Connection(Member, Protocol):
+class Connection(Member, Connected, Protocol):
     @property
     def identity(self) -> Identity: ...
-
-    @property
-    def address(self) -> str:
-        """The client's IP address ("" when unknown)."""
-        ...
-
-    def close(self, code: int | None = None, reason: str | None = None) -> None: ...
 
 
 class ChatService:
@@ -53,37 +72,42 @@ class ChatService:
         hub: Hub,
         broker: Broker,
         metrics: Metrics,
+        admission: Admission,
         *,
-        max_per_user: int = 0,
-        max_per_address: int = 0,
+        max_rooms: int = DEFAULT_MAX_ROOMS,
         retention_days: float = 0,
+        db_timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         self._store = store
-        self._retention = Retention(store, retention_days) if retention_days > 0 else None
         self._hub = hub
         self._broker = broker
         self._metrics = metrics
-        self._writer = BatchWriter(store, self._publish, on_batch=metrics.observe_commit)
-        self.connections: set[Connection] = set()
-        self._max_per_user = max_per_user
-        self._max_per_address = max_per_address
-        self._per_user: Counter[str] = Counter()
-        self._per_address: Counter[str] = Counter()
-        self._none_open = asyncio.Event()
-        self._none_open.set()
-        metrics.count_connections(lambda: len(self.connections))
+        self.admission = admission
+        self._max_rooms = max_rooms
+        self._retention = Retention(store, retention_days) if retention_days > 0 else None
+        self._writer = BatchWriter(
+            store, self._publish, on_batch=metrics.observe_commit, timeout=db_timeout
+        )
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._filling: set[str] = set()
+        hub.on_gap = self._gap
+        metrics.count_connections(lambda: len(admission.open))
 
     def start(self) -> None:
         self._writer.start()
         if self._retention is not None:
             self._retention.start()
+        self._spawn(self._watch_heads())
 
     async def drain(self) -> None:
         """Refuse new messages; commit, deliver and acknowledge everything queued."""
         await self._writer.close()
 
     async def close(self) -> None:
-        """Release the broker and the store (after ``drain``)."""
+        """Release everything (after ``drain``)."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._retention is not None:
             await self._retention.close()
         await self._writer.close()
@@ -94,107 +118,89 @@ class ChatService:
         """Raise ``StoreError`` unless the database answers and its schema is current."""
         await self._store.ready()
 
-    async def all_closed(self) -> None:
-        """Return once no connection is open."""
-        await self._none_open.wait()
-
     # --- connections and rooms -------------------------------------------
 
-    def admission(self, user_id: str, address: str | None) -> str | None:
-        """Why a new connection must be refused (a cap is reached), or None.
-
-        ``address`` None exempts the connection from the per-address cap.
-        """
-        if self._max_per_user and self._per_user[user_id] >= self._max_per_user:
-            return f"this user already has {self._max_per_user} connections"
-        if (
-            address
-            and self._max_per_address
-            and (self._per_address[address] >= self._max_per_address)
-        ):
-            return f"this address already has {self._max_per_address} connections"
-        return None
-
     def connect(self, conn: Connection) -> None:
-        self.connections.add(conn)
-        self._none_open.clear()
-        self._per_user[conn.user.id] += 1
-        self._per_address[conn.address] += 1
+        self.admission.add(conn)
 
     async def disconnect(self, conn: Connection) -> None:
-        if conn not in self.connections:
+        if not self.admission.remove(conn):
             return
-        self.connections.discard(conn)
-        self._per_user[conn.user.id] -= 1
-        self._per_address[conn.address] -= 1
-        if not self.connections:
-            self._none_open.set()
         for room in self._hub.rooms_of(conn):
             await self.leave(conn, room)
 
     async def join(
         self, conn: Connection, room: str, since: int | None = None, limit: int | None = None
-    ) -> None:
-        """Send the room's history to ``conn``, then live traffic, with no gap or duplicate.
+    ) -> AsyncGenerator[History | Delivery, None]:
+        """What a joiner is sent, in order: its history, then what arrived meanwhile; once all
+        of it has been taken, the member is live. No gap, no duplicate.
 
         Without ``since``: the newest page. With it: every message after
-        ``since`` (up to MAX_REPLAY, in pages), or the newest page with
+        ``since`` (up to MAX_REPLAY, page by page), or the newest page with
         ``has_more`` when more were missed than that.
         """
         require_access(conn.identity, room)
-        page_size = protocol.clamp_limit(limit, DEFAULT_HISTORY_LIMIT)
+        rooms = self._hub.rooms_of(conn)
+        if room not in rooms and len(rooms) >= self._max_rooms:
+            raise RequestError(
+                f"a connection may be in {self._max_rooms} rooms at most; leave one first",
+                ErrorCode.TOO_MANY_ROOMS,
+                room=room,
+            )
+        size = protocol.clamp_limit(limit, DEFAULT_HISTORY_LIMIT)
         self._hub.begin_join(conn, room)
         try:
             await self._broker.subscribe(room)
-            replay = await self._replay(room, since, page_size) if since is not None else None
-            if replay is None:
-                newest = await self._store.latest(room, page_size)
-                replay = [newest], newest.messages[-1].seq if newest.messages else 0
+            head = await self._store.head(room)
+            self._hub.set_head(room, head)
+            cursor = head
+            async for page, covered in self._history(room, head, since, size):
+                yield History(room, page)
+                cursor = covered
+            async for delivery in self._catch_up(conn, room, cursor):
+                yield delivery
         except BaseException:
-            await self.leave(conn, room)  # no half-joined member buffering events forever
+            await self.leave(conn, room)  # no half-joined member left behind
             raise
-        pages, floor = replay
-        if not self._hub.is_member(conn, room):
-            return  # left or disconnected while the history was read
-        conn.send(self._history_frames(conn, room, pages))
-        self._hub.finish_join(conn, room, floor)
 
-    async def _replay(self, room: str, since: int, page_size: int) -> tuple[list[Page], int] | None:
-        """The pages after ``since`` and the last seq they cover.
+    async def _history(
+        self, room: str, head: int, since: int | None, size: int
+    ) -> AsyncIterator[tuple[Page, int]]:
+        """A joiner's history pages, each with the newest seq it covers."""
+        if since is None or since > head or head - since > MAX_REPLAY:
+            page = await self._store.latest(room, size)
+            yield page, page.messages[-1].seq if page.messages else (page.pruned_before or 1) - 1
+            return
+        cursor = since
+        while True:
+            missed = await self._store.after(room, cursor, size)
+            gone: int | None = None
+            if cursor == since:  # seq is gapless: a jump past since means retention deleted some
+                if missed and missed[0].seq > since + 1:
+                    gone = missed[0].seq
+                elif not missed and since < head:
+                    gone = head + 1
+            cursor = missed[-1].seq if missed else cursor
+            yield Page(missed, has_more=False, pruned_before=gone), cursor
+            if len(missed) < size or cursor >= head:
+                return
 
-        None when the newest page should be sent instead: more than MAX_REPLAY
-        were missed, or ``since`` lies beyond the room's newest message.
-        """
-        missed = await self._store.after(room, since, MAX_REPLAY + 1)
-        if len(missed) > MAX_REPLAY:
-            return None
-        if missed:
-            # seq is gapless: a first seq above since + 1 means the ones between were pruned
-            gone = missed[0].seq if missed[0].seq > since + 1 else None
-            pages = [
-                Page(missed[i : i + page_size], has_more=False, pruned_before=None if i else gone)
-                for i in range(0, len(missed), page_size)
-            ]
-            return pages, missed[-1].seq
-        newest = await self._store.latest(room, 1)
-        # with every message pruned, the newest seq is the one before pruned_before
-        last = newest.messages[-1].seq if newest.messages else (newest.pruned_before or 1) - 1
-        if last < since:
-            return None
-        gone = newest.pruned_before if not newest.messages and since < last else None
-        return [Page([], has_more=False, pruned_before=gone)], since
+    async def catch_up(self, conn: Connection) -> AsyncGenerator[Delivery, None]:
+        """What the member missed while its backlog was full, room by room, until it is live
+        everywhere again."""
+        while behind := self._hub.behind(conn):
+            for room, cursor in behind.items():
+                async for delivery in self._catch_up(conn, room, cursor):
+                    yield delivery
 
-    def _history_frames(self, conn: Connection, room: str, pages: Sequence[Page]) -> bytes:
-        if conn.text_mode:
-            return b"".join(
-                text_frame(protocol.text_line(m)) for page in pages for m in page.messages
-            )
-        return b"".join(
-            text_frame(
-                protocol.encode_history(room, page.messages, page.has_more, page.pruned_before)
-            )
-            for page in pages
-        )
+    async def _catch_up(self, conn: Connection, room: str, cursor: int) -> AsyncIterator[Delivery]:
+        while not self._hub.caught_up(conn, room, cursor):
+            missed = await self._store.after(room, cursor, MAX_HISTORY_LIMIT)
+            if missed:
+                cursor = missed[-1].seq
+                yield Delivery(room, [MessageEvent(m, "") for m in missed])
+            else:  # the hub delivered more than is stored: retention deleted the rest
+                cursor = max(cursor, self._hub.last_seq(room) or cursor)
 
     async def leave(self, conn: Connection, room: str) -> None:
         if self._hub.leave(conn, room):
@@ -211,7 +217,7 @@ class ChatService:
         self._metrics.received.inc()
         try:
             result = await self._writer.submit(message, conn.id)
-        except Unavailable as exc:
+        except ChatError as exc:
             exc.ref = client_id
             raise
         if result.duplicate:
@@ -219,8 +225,10 @@ class ChatService:
         return result
 
     async def typing(self, conn: Connection, room: str) -> None:
+        """Relay a typing notice; notices faster than one a second per room are dropped."""
         self._require_member(conn, room)
-        await self._broker.publish([TypingEvent(room, conn.user, conn.id)])
+        if self._hub.typing_allowed(conn, room):
+            await self._broker.publish([TypingEvent(room, conn.user, conn.id)])
 
     async def page(
         self, identity: Identity, room: str, before: int | None, limit: int | None
@@ -246,10 +254,6 @@ class ChatService:
             rooms = [name for name in await self._store.room_names() if identity.may_use(name)]
         return await self._store.search(query, rooms, size)
 
-    async def history(self, conn: Connection, room: str, before: int, limit: int | None) -> None:
-        page = await self.page(conn.identity, room, before, limit)
-        conn.send(self._history_frames(conn, room, [page]))
-
     def _require_member(self, conn: Connection, room: str, ref: str | None = None) -> None:
         require_access(conn.identity, room, ref)
         if not self._hub.is_member(conn, room):
@@ -258,3 +262,53 @@ class ChatService:
     async def _publish(self, events: Sequence[MessageEvent]) -> None:
         self._metrics.stored.inc(len(events))
         await self._broker.publish(events)
+
+    # --- what the broker did not bring -----------------------------------------
+
+    def _gap(self, room: str, after: int) -> None:
+        """The hub holds messages after a gap: fetch the missing ones from the store."""
+        if room not in self._filling:
+            self._filling.add(room)
+            self._spawn(self._fill(room, after))
+
+    async def _fill(self, room: str, after: int) -> None:
+        try:
+            missed = await self._store.after(room, after, MAX_HISTORY_LIMIT)
+        except ChatError as exc:
+            log.warning("cannot fetch missed messages of %r yet: %s", room, exc.reason)
+            missed = None
+        finally:
+            self._filling.discard(room)
+        if missed is None:
+            await asyncio.sleep(HEAD_CHECK_INTERVAL)
+            last = self._hub.last_seq(room)
+            if last is not None:
+                self._gap(room, last)  # the database is back, or the next check catches it
+            return
+        self._hub.gap_filled(room, [MessageEvent(m, "") for m in missed])
+        last = self._hub.last_seq(room)
+        if len(missed) == MAX_HISTORY_LIMIT and last is not None:
+            self._gap(room, last)
+
+    async def _watch_heads(self) -> None:
+        """Every HEAD_CHECK_INTERVAL: rooms whose newest stored seq is ahead of what was
+        delivered here get the rest from the store."""
+        while True:
+            await asyncio.sleep(HEAD_CHECK_INTERVAL)
+            known = {room: seq for room, seq in self._hub.active_rooms().items() if seq is not None}
+            if not known:
+                continue
+            try:
+                heads = await self._store.heads(list(known))
+            except ChatError as exc:
+                log.warning("checking rooms for missed messages failed: %s", exc.reason)
+                continue
+            for room, head in heads.items():
+                last = self._hub.last_seq(room)
+                if last is not None and head > last:
+                    self._gap(room, last)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

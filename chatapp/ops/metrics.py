@@ -57,6 +57,11 @@ class Metrics:
             "Clients disconnected because their unsent backlog passed the bound",
             registry=registry,
         )
+        self.lagging = Counter(
+            "chatapp_lagging_clients",
+            "Times a client's backlog was full, so it got live traffic from the database later",
+            registry=registry,
+        )
         self.batch_size = Histogram(
             "chatapp_write_batch_size",
             "Messages per commit of the group-commit writer",

@@ -20,12 +20,15 @@ class Store(Protocol):
         """Where the data lives, safe to log (no password)."""
         ...
 
-    async def append(self, batch: Sequence[NewMessage]) -> list[Appended]:
+    async def append(self, batch: Sequence[NewMessage], retry: bool = False) -> list[Appended]:
         """Store a batch in one transaction, in order; results match the input order.
 
         Each room's ``seq`` continues gaplessly. A message whose user already
         stored its ``client_id`` is not stored again: its result is the
-        original, marked duplicate. Either the whole batch commits or none.
+        original, marked duplicate. ``retry`` says an earlier attempt may have
+        committed though its answer was lost: then messages without a
+        ``client_id`` already stored (same user, room and ``created_at``) are
+        found too. Either the whole batch commits or none.
         """
         ...
 
@@ -51,6 +54,15 @@ class Store(Protocol):
         ``rooms`` None searches every room. A word ending in ``*`` matches as
         a prefix; any other syntax is taken literally, so no input is an error.
         """
+        ...
+
+    async def head(self, room: str) -> int:
+        """The room's newest seq ever stored (0 for a room that never held a message)."""
+        ...
+
+    async def heads(self, rooms: Sequence[str]) -> dict[str, int]:
+        """``head`` of many rooms in one round trip; rooms that never held a message are left
+        out."""
         ...
 
     async def room_names(self) -> list[str]:

@@ -32,6 +32,9 @@ from chatapp.store.schema import MessageRow, RoomRow
 from chatapp.store.search import statement as search_statement
 from chatapp.store.search import words as search_words
 
+#: Most values in one ``IN (...)`` list (SQLite allows 32766 parameters, PostgreSQL 65535).
+_IN_CHUNK = 500
+
 _MESSAGE_COLUMNS = (
     MessageRow.id,
     MessageRow.room,
@@ -59,6 +62,17 @@ def _message(row: Row[Any] | Any) -> StoredMessage:
         created_at=_aware(row.created_at),
         client_id=row.client_id,
     )
+
+
+#: What makes storing a message idempotent: its user and client_id, or, without a
+#: client_id, its user, room and creation time.
+_Key = tuple[str, str | None] | tuple[str, None, str, datetime]
+
+
+def _key(message: NewMessage) -> _Key:
+    if message.client_id is not None:
+        return (message.user.id, message.client_id)
+    return (message.user.id, None, message.room, message.created_at)
 
 
 def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -155,23 +169,24 @@ class SqlStore:
         """The database URL without its password, for logs."""
         return self._engine.url.render_as_string(hide_password=True)
 
-    async def append(self, batch: Sequence[NewMessage]) -> list[Appended]:
+    async def append(self, batch: Sequence[NewMessage], retry: bool = False) -> list[Appended]:
         async with self._sessions.begin() as session:
-            originals = await self._originals(session, batch)
+            originals = await self._originals(session, batch, retry)
             taken = set(originals)
             fresh: list[NewMessage] = []
             for message in batch:
-                key = (message.user.id, message.client_id)
-                if message.client_id is None or key not in taken:
-                    taken.add(key)
+                key = _key(message)
+                if key not in taken:
+                    if message.client_id is not None:  # a repeat later in the batch is one too
+                        taken.add(key)
                     fresh.append(message)
             stored = iter(await self._insert(session, fresh))
         self._known_rooms.update(m.room for m in fresh)  # only once committed
         # Replay the same decisions, now that the fresh ones have ids and seqs.
         results: list[Appended] = []
         for message in batch:
-            key = (message.user.id, message.client_id)
-            if message.client_id is not None and key in originals:
+            key = _key(message)
+            if key in originals:
                 results.append(Appended(originals[key], duplicate=True))
                 continue
             appended = next(stored)
@@ -181,17 +196,33 @@ class SqlStore:
         return results
 
     async def _originals(
-        self, session: AsyncSession, batch: Sequence[NewMessage]
-    ) -> dict[tuple[str, str | None], StoredMessage]:
+        self, session: AsyncSession, batch: Sequence[NewMessage], retry: bool
+    ) -> dict[_Key, StoredMessage]:
+        """Messages of ``batch`` stored already: by ``client_id``; and on a retry, those
+        without one, by their user and ``created_at`` (the server sets it to the microsecond)."""
+        found: dict[_Key, StoredMessage] = {}
         keys = {(m.user.id, m.client_id) for m in batch if m.client_id is not None}
-        if not keys:
-            return {}
-        rows = await session.execute(
-            select(*_MESSAGE_COLUMNS).where(
-                tuple_(MessageRow.user_id, MessageRow.client_id).in_(keys)
+        if keys:
+            rows = await session.execute(
+                select(*_MESSAGE_COLUMNS).where(
+                    tuple_(MessageRow.user_id, MessageRow.client_id).in_(keys)
+                )
             )
-        )
-        return {(row.user_id, row.client_id): _message(row) for row in rows}
+            found.update({(row.user_id, row.client_id): _message(row) for row in rows})
+        for message in batch if retry else ():
+            if message.client_id is None:
+                row = (
+                    await session.execute(
+                        select(*_MESSAGE_COLUMNS).where(
+                            MessageRow.user_id == message.user.id,
+                            MessageRow.created_at == message.created_at.astimezone(UTC),
+                            MessageRow.room == message.room,
+                        )
+                    )
+                ).first()
+                if row is not None:
+                    found[_key(message)] = _message(row)
+        return found
 
     async def _insert(self, session: AsyncSession, fresh: list[NewMessage]) -> list[StoredMessage]:
         if not fresh:
@@ -314,6 +345,20 @@ class SqlStore:
         async with self._sessions() as session:
             rows = (await session.execute(statement)).all()
         return [SearchHit(_message(row), float(row.score)) for row in rows]
+
+    async def head(self, room: str) -> int:
+        async with self._sessions() as session:
+            last = await session.scalar(select(RoomRow.last_seq).where(RoomRow.name == room))
+        return last or 0
+
+    async def heads(self, rooms: Sequence[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        async with self._sessions() as session:
+            for start in range(0, len(rooms), _IN_CHUNK):
+                chunk = rooms[start : start + _IN_CHUNK]
+                query = select(RoomRow.name, RoomRow.last_seq).where(RoomRow.name.in_(chunk))
+                found.update({name: last for name, last in await session.execute(query)})
+        return found
 
     async def room_names(self) -> list[str]:
         async with self._sessions() as session:

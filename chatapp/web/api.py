@@ -10,6 +10,7 @@ from chatapp.core import protocol
 from chatapp.core.service import ChatService
 from chatapp.errors import AuthError, ErrorCode, RequestError
 from chatapp.ops.metrics import CONTENT_TYPE, Metrics
+from chatapp.web import wire
 from chatapp.web.edge import BaseHandler
 
 
@@ -27,7 +28,7 @@ class MessagesHandler(BaseHandler):
         limit = self.query_int("limit", minimum=1)
         page = await self.service.page(identity, name, before, limit)
         self.set_header("Cache-Control", "no-store")
-        self.write(protocol.history_dict(name, page.messages, page.has_more, page.pruned_before))
+        self.write(wire.history_dict(name, page.messages, page.has_more, page.pruned_before))
 
 
 class SearchHandler(BaseHandler):
@@ -48,7 +49,7 @@ class SearchHandler(BaseHandler):
         limit = self.query_int("limit", minimum=1)
         hits = await self.service.search(identity, query, room, limit)
         self.set_header("Cache-Control", "no-store")
-        self.write(protocol.search_dict(query, room, hits))
+        self.write(wire.search_dict(query, room, hits))
 
 
 class HealthHandler(BaseHandler):
@@ -112,7 +113,7 @@ class GuestHandler(BaseHandler):
         self.write(
             {
                 "token": token,
-                "user": protocol.user_dict(identity.user),
+                "user": wire.user_dict(identity.user),
                 "expires_at": identity.expires_at,
             }
         )

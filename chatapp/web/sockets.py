@@ -2,8 +2,13 @@
 
 Handlers stay thin: check who and where from (before the upgrade, so a
 refusal is an HTTP status with a JSON reason), decode frames, call the
-service, encode replies. No exception escapes: protocol errors become
-``error`` frames, anything unexpected is logged and answered generically.
+service, encode what comes back with the endpoint's encoder. No exception
+escapes: a ``ChatError`` becomes an error reply, anything unexpected is
+logged and answered generically.
+
+Sending is flow-controlled (``Outbox``): history and catch-up are sent a
+page at a time as the client takes them, and a client whose backlog is full
+gets live traffic again from the database once it has room.
 """
 
 from __future__ import annotations
@@ -12,17 +17,18 @@ import asyncio
 import itertools
 import json
 import logging
+import secrets
 import time
-from collections.abc import Awaitable
-from typing import Any, ClassVar
+from collections.abc import AsyncGenerator, Awaitable
+from contextlib import aclosing
+from typing import ClassVar
 
 from tornado.ioloop import IOLoop
-from tornado.iostream import IOStream, StreamBufferFullError, StreamClosedError
 from tornado.websocket import WebSocketHandler
 
-from chatapp import SERVER_NAME
 from chatapp.auth.tokens import Authenticator, Identity
 from chatapp.core import protocol
+from chatapp.core.hub import Delivery
 from chatapp.core.service import ChatService, require_access
 from chatapp.errors import (
     AccessDenied,
@@ -34,50 +40,45 @@ from chatapp.errors import (
     close_code,
 )
 from chatapp.limits import DEFAULT_ROOM, MAX_INFLIGHT_PER_CONNECTION, MAX_REJECTED_FRAMES
-from chatapp.model import User
+from chatapp.model import History, User
 from chatapp.ops.logs import connection_id
 from chatapp.ops.metrics import Metrics
 from chatapp.settings import Settings
 from chatapp.web.edge import BaseHandler, client_address, is_loopback, origin_allowed
+from chatapp.web.encoders import JSON, TEXT, Encoder
+from chatapp.web.outbox import Outbox
 from chatapp.web.ratelimit import TokenBucket
-from chatapp.web.wsframe import text_frame
 
 log = logging.getLogger(__name__)
 
-_connection_ids = itertools.count(1)
-
-
-def _send_now(stream: IOStream, data: bytes) -> int:
-    """Write what the socket takes without blocking; the rest is for ``stream.write``."""
-    try:
-        return stream.socket.send(data)
-    except (BlockingIOError, InterruptedError):
-        return 0
-    except OSError:
-        return 0  # stream.write meets the same error and closes the stream
+#: Connection ids are unique across processes: this process's tag, then a counter.
+_PROCESS_TAG = secrets.token_hex(3)
+_connection_numbers = itertools.count(1)
 
 
 class _Socket(BaseHandler, WebSocketHandler):
-    """What both WebSocket endpoints share: identity, backpressure, rate limit, cleanup."""
+    """What both WebSocket endpoints share: identity, flow control, rate limit, cleanup."""
 
-    text_mode: ClassVar[bool] = False
+    encoder: ClassVar[Encoder]
 
     def initialize(
         self, service: ChatService, auth: Authenticator, settings: Settings, metrics: Metrics
     ) -> None:
         self.service = service
         self.auth = auth
-        self.config = settings
+        self.server_settings = settings
         self.metrics = metrics
-        self.id = f"c{next(_connection_ids)}"
+        self.id = f"{_PROCESS_TAG}.{next(_connection_numbers):x}"
         self.identity = Identity(User("", ""))
         self.address = ""
+        self._outbox: Outbox | None = None
         self._expiry: object | None = None
         self._bucket = (
             TokenBucket(settings.rate_limit, settings.rate_burst) if settings.rate_limit else None
         )
         self._rejected = 0
         self._closing = False
+        self._catching_up = False
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -85,18 +86,16 @@ class _Socket(BaseHandler, WebSocketHandler):
         return self.identity.user
 
     def prepare(self) -> None:
-        """Refuse before the upgrade: hostile origin 403, no identity 401, over a cap 429."""
+        """Refuse before the upgrade: foreign origin 403, no identity 401, over a cap 429/503."""
         connection_id.set(self.id)
-        if not origin_allowed(self, self.config):
+        if not origin_allowed(self, self.server_settings):
             origin = self.request.headers.get("Origin")
             raise AccessDenied(f"origin {origin!r} is not allowed", ErrorCode.FORBIDDEN_ORIGIN)
         self.identity = self.identify(self.auth)
-        self.address = client_address(self, self.config)
-        refusal = self.service.admission(
+        self.address = client_address(self, self.server_settings)
+        self.service.admission.check(
             self.identity.user.id, None if is_loopback(self.address) else self.address
         )
-        if refusal:
-            raise LimitReached(refusal, ErrorCode.TOO_MANY_CONNECTIONS)
 
     def check_origin(self, origin: str) -> bool:
         return True  # decided in prepare(), which answers with a JSON reason
@@ -106,9 +105,13 @@ class _Socket(BaseHandler, WebSocketHandler):
 
     def _start(self) -> None:
         self.set_nodelay(True)
-        stream = self.ws_connection.stream if self.ws_connection else None
-        if stream is not None:
-            stream.max_write_buffer_size = self.config.max_client_backlog
+        assert self.ws_connection is not None and self.ws_connection.stream is not None
+        self._outbox = Outbox(
+            self.ws_connection.stream,
+            self.server_settings.max_client_backlog,
+            self.server_settings.slow_client_timeout,
+            self._stalled,
+        )
         self.service.connect(self)
         if self.identity.expires_at is not None:
             self._expiry = IOLoop.current().call_later(
@@ -118,42 +121,61 @@ class _Socket(BaseHandler, WebSocketHandler):
     def _token_expired(self) -> None:
         self.close(close_code(ErrorCode.TOKEN_EXPIRED), "token expired")
 
-    def send(self, frames: bytes) -> None:
-        """Queue frames; a client whose backlog passes the bound is disconnected."""
-        protocol = self.ws_connection
-        if protocol is None or self._closing or not frames or protocol.is_closing():
-            return
-        stream = protocol.stream
-        if stream is None:
-            return
-        try:
-            if type(stream) is IOStream and not stream.writing():
-                # Nothing queued: hand the bytes to the kernel now. Skips the
-                # Future and buffer bookkeeping of IOStream.write, which in a
-                # broadcast to thousands of sockets is most of the cost.
-                sent = _send_now(stream, frames)
-                if sent == len(frames):
-                    return
-                frames = frames[sent:]
-            stream.write(frames)
-        except StreamBufferFullError:
-            self._drop_slow_client(stream)
-        except StreamClosedError:
-            self._closing = True
-
-    def _drop_slow_client(self, stream: Any) -> None:
-        self._closing = True
+    def _stalled(self) -> None:
         self.metrics.slow_consumers.inc()
-        log.info("disconnecting %s: over %d bytes unsent", self.id, stream.max_write_buffer_size)
-        stream.max_write_buffer_size = None  # room for the close frame behind the backlog
-        self.close(close_code(ErrorCode.SLOW_CONSUMER), "too slow: backlog limit reached")
+        log.info("disconnecting %s: took nothing of its backlog in time", self.id)
+        self.close(close_code(ErrorCode.SLOW_CONSUMER), "too slow: the backlog was not read")
 
-    def send_text(self, payload: str) -> None:
-        self.send(text_frame(payload))
+    # --- sending -------------------------------------------------------------
+
+    def push(self, delivery: Delivery) -> bool:
+        """Live traffic from the hub; False when the backlog is full (then catch up later)."""
+        if self._outbox is None:
+            return True
+        data = self.encoder.delivery(delivery, self)
+        if not data or self._outbox.write(data):
+            return True
+        if not self._catching_up:
+            self._catching_up = True
+            self.metrics.lagging.inc()
+            self._spawn(self._catch_up())
+        return False
+
+    def reply(self, data: bytes) -> None:
+        """An answer to this client's own request: queued whatever the backlog."""
+        if self._outbox is not None:
+            self._outbox.write(data, force=True)
+
+    async def _send_all(self, items: AsyncGenerator[History | Delivery, None]) -> None:
+        """Send history and catch-up as the client takes it: one page at a time."""
+        async with aclosing(items):
+            async for item in items:
+                assert self._outbox is not None
+                await self._outbox.drained()
+                if self._closing:
+                    return
+                if isinstance(item, History):
+                    self.reply(self.encoder.history(item))
+                else:
+                    self.reply(self.encoder.delivery(item, self))
+
+    async def _catch_up(self) -> None:
+        try:
+            await self._guarded(self._send_all(self.service.catch_up(self)))
+        finally:
+            self._catching_up = False
+
+    def report(self, error: ChatError) -> None:
+        self.metrics.errors.labels(code=str(error.code)).inc()
+        self.reply(self.encoder.error(error))
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
         self._closing = True
+        if self._outbox is not None:
+            self._outbox.close()
         super().close(code, reason)
+
+    # --- receiving ------------------------------------------------------------
 
     def _admit(self) -> bool:
         """Apply the rate limit; a client that keeps flooding is closed with 1008."""
@@ -183,10 +205,7 @@ class _Socket(BaseHandler, WebSocketHandler):
         task.add_done_callback(self._tasks.discard)
 
     async def _guarded(
-        self,
-        work: Awaitable[None],
-        ref: str | None = None,
-        room: str | None = None,
+        self, work: Awaitable[None], ref: str | None = None, room: str | None = None
     ) -> None:
         """Run one request; turn every failure into an error reply, never a crash.
 
@@ -202,13 +221,11 @@ class _Socket(BaseHandler, WebSocketHandler):
             log.exception("request failed on connection %s", self.id)
             self.report(Unavailable("internal error", ref=ref, room=room))
 
-    def report(self, error: ChatError) -> None:
-        self.metrics.errors.labels(code=str(error.code)).inc()
-        self.send_text(protocol.encode_error(error.code, error.reason, error.ref, error.room))
-
     def on_close(self) -> None:
         connection_id.set(self.id)
         self._closing = True
+        if self._outbox is not None:
+            self._outbox.close()
         if self._expiry is not None:
             IOLoop.current().remove_timeout(self._expiry)
         self._spawn(self.service.disconnect(self))
@@ -216,6 +233,8 @@ class _Socket(BaseHandler, WebSocketHandler):
 
 class ChatSocket(_Socket):
     """``/ws``: the JSON protocol."""
+
+    encoder = JSON
 
     def prepare(self) -> None:
         super().prepare()
@@ -227,8 +246,8 @@ class ChatSocket(_Socket):
     async def open(self) -> None:
         connection_id.set(self.id)
         self._start()
-        self.send_text(protocol.encode_hello(self.user, SERVER_NAME))
-        await self._guarded(self.service.join(self, self.room, self.since, self.limit))
+        self.reply(JSON.hello(self.user))
+        await self._join(self.room, self.since, self.limit)
 
     def on_message(self, message: str | bytes) -> Awaitable[None] | None:
         connection_id.set(self.id)
@@ -245,31 +264,39 @@ class ChatSocket(_Socket):
         return self._dispatch(frame)
 
     def _dispatch(self, frame: protocol.ClientFrame) -> Awaitable[None] | None:
-        service = self.service
         room = frame.room
         match frame:
             case protocol.PostMessage():
                 return self._pipelined(self._guarded(self._post(frame), frame.client_id, room))
             case protocol.Join():
-                request = service.join(self, room, frame.since, frame.limit)
+                return self._join(room, frame.since, frame.limit)
             case protocol.Leave():
-                request = service.leave(self, room)
+                request = self.service.leave(self, room)
             case protocol.HistoryRequest():
-                request = service.history(self, room, frame.before, frame.limit)
+                request = self._history(frame)
             case protocol.Typing():
-                request = service.typing(self, room)
+                request = self.service.typing(self, room)
         return self._guarded(request, room=room)
+
+    async def _join(self, room: str, since: int | None, limit: int | None) -> None:
+        await self._guarded(self._send_all(self.service.join(self, room, since, limit)), room=room)
 
     async def _post(self, frame: protocol.PostMessage) -> None:
         result = await self.service.post(self, frame.room, frame.text, frame.client_id)
-        self.send_text(protocol.encode_ack(result.message))
+        self.reply(JSON.ack(result.message))
+
+    async def _history(self, frame: protocol.HistoryRequest) -> None:
+        page = await self.service.page(self.identity, frame.room, frame.before, frame.limit)
+        assert self._outbox is not None
+        await self._outbox.drained()
+        self.reply(JSON.history(History(frame.room, page)))
 
 
 def _client_id(raw: str | bytes) -> str | None:
     """The ``client_id`` of a frame we refuse unread, so the client knows which one."""
     try:
         data = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     value = data.get("client_id") if isinstance(data, dict) else None
     return value if isinstance(value, str) else None
@@ -282,12 +309,12 @@ class TextSocket(_Socket):
     as a line starting with ``[chatapp]``, since these clients only show text.
     """
 
-    text_mode = True
+    encoder = TEXT
 
     async def open(self) -> None:
         connection_id.set(self.id)
         self._start()
-        await self._guarded(self.service.join(self, DEFAULT_ROOM))
+        await self._guarded(self._send_all(self.service.join(self, DEFAULT_ROOM)))
 
     def on_message(self, message: str | bytes) -> Awaitable[None] | None:
         connection_id.set(self.id)
@@ -308,7 +335,3 @@ class TextSocket(_Socket):
 
     async def _post(self, text: str) -> None:
         await self.service.post(self, DEFAULT_ROOM, text, None)
-
-    def report(self, error: ChatError) -> None:
-        self.metrics.errors.labels(code=str(error.code)).inc()
-        self.send_text(f"[chatapp] {error.reason}")

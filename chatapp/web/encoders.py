@@ -1,0 +1,143 @@
+"""One encoder per kind of connection: what the core hands a member, as WebSocket frames.
+
+A broadcast reaches every member of a room with the same ``Delivery``; the
+first member of a kind encodes it and leaves the bytes in the delivery's
+cache, where the others of that kind find them, so a broadcast is encoded
+once per kind however many members it has. Frames are complete and final,
+so they can be queued and written as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from chatapp import SERVER_NAME
+from chatapp.core.hub import Delivery
+from chatapp.errors import ChatError
+from chatapp.model import (
+    History,
+    MessageEvent,
+    PresenceEvent,
+    RoomEvent,
+    StoredMessage,
+    TypingEvent,
+    User,
+)
+from chatapp.web import wire
+from chatapp.web.wsframe import text_frame
+
+
+class Recipient(Protocol):
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def user(self) -> User: ...
+
+
+class Encoder(Protocol):
+    def delivery(self, delivery: Delivery, recipient: Recipient) -> bytes:
+        """The frames of a delivery this recipient gets (b"" for none)."""
+        ...
+
+    def history(self, history: History) -> bytes: ...
+
+    def error(self, error: ChatError) -> bytes: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Encoded:
+    """One kind's encoding of a delivery: every frame, all of them joined, and the members
+    that must not get some of them (their own typing, or their own lines)."""
+
+    frames: list[bytes]
+    joined: bytes
+    excluded: frozenset[str]
+
+
+class JsonEncoder:
+    """``/ws``: every event as a JSON frame; your own typing notices are not sent back."""
+
+    def delivery(self, delivery: Delivery, recipient: Recipient) -> bytes:
+        encoded = delivery.encoded.get(self)
+        if encoded is None:
+            frames = [text_frame(_event_json(e)) for e in delivery.events]
+            typists = frozenset(e.origin for e in delivery.events if isinstance(e, TypingEvent))
+            encoded = delivery.encoded[self] = _Encoded(frames, b"".join(frames), typists)
+        if recipient.id not in encoded.excluded:
+            return encoded.joined
+        return b"".join(
+            frame
+            for event, frame in zip(delivery.events, encoded.frames, strict=True)
+            if not (isinstance(event, TypingEvent) and event.origin == recipient.id)
+        )
+
+    def history(self, history: History) -> bytes:
+        page = history.page
+        return text_frame(
+            wire.encode_history(history.room, page.messages, page.has_more, page.pruned_before)
+        )
+
+    def error(self, error: ChatError) -> bytes:
+        return text_frame(wire.encode_error(error.code, error.reason, error.ref, error.room))
+
+    def hello(self, user: User) -> bytes:
+        return text_frame(wire.encode_hello(user, SERVER_NAME))
+
+    def ack(self, message: StoredMessage) -> bytes:
+        return text_frame(wire.encode_ack(message))
+
+
+class TextEncoder:
+    """The tutorial's clients: ``"name: text"`` lines, never their own; no other events.
+
+    A message read back from the database has no origin connection; it is then
+    "your own" when it has your user id.
+    """
+
+    def delivery(self, delivery: Delivery, recipient: Recipient) -> bytes:
+        encoded = delivery.encoded.get(self)
+        if encoded is None:
+            messages = [e for e in delivery.events if isinstance(e, MessageEvent)]
+            frames = [text_frame(wire.text_line(e.message)) for e in messages]
+            senders = frozenset(e.origin or e.message.user.id for e in messages)
+            encoded = delivery.encoded[self] = _Encoded(frames, b"".join(frames), senders)
+        if recipient.id not in encoded.excluded and recipient.user.id not in encoded.excluded:
+            return encoded.joined
+        sent = (e for e in delivery.events if isinstance(e, MessageEvent))
+        return b"".join(
+            frame
+            for event, frame in zip(sent, encoded.frames, strict=True)
+            if not _own(event, recipient)
+        )
+
+    def history(self, history: History) -> bytes:
+        return _lines(history.page.messages)
+
+    def error(self, error: ChatError) -> bytes:
+        return text_frame(f"[chatapp] {error.reason}")
+
+
+def _own(event: MessageEvent, recipient: Recipient) -> bool:
+    if event.origin:
+        return event.origin == recipient.id
+    return event.message.user.id == recipient.user.id
+
+
+def _lines(messages: Iterable[StoredMessage]) -> bytes:
+    return b"".join(text_frame(wire.text_line(m)) for m in messages)
+
+
+def _event_json(event: RoomEvent) -> str:
+    if isinstance(event, MessageEvent):
+        return wire.encode_message(event.message)
+    if isinstance(event, TypingEvent):
+        return wire.encode_typing(event.room, event.user)
+    assert isinstance(event, PresenceEvent)
+    return wire.encode_presence(event.room, event.users, event.count)
+
+
+JSON = JsonEncoder()
+TEXT = TextEncoder()

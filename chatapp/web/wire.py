@@ -1,0 +1,131 @@
+"""What the server sends: the JSON documents of the wire contract, as compact text.
+
+Pure functions over the core's values. WebSocket events (``message``,
+``history``, ``ack``, ``presence``, ``typing``, ``error``, ``hello``) and the
+HTTP API's answers share these shapes, so a message looks the same
+everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from chatapp.errors import ErrorCode
+from chatapp.model import SearchHit, StoredMessage, User
+
+
+def _dumps(obj: object) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+def iso_utc(moment: datetime) -> str:
+    """ISO-8601 in UTC with a ``Z`` suffix, microsecond precision."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def user_dict(user: User) -> dict[str, str]:
+    return {"id": user.id, "name": user.name}
+
+
+def message_dict(message: StoredMessage) -> dict[str, Any]:
+    """A message object as the wire and the REST API show it."""
+    out: dict[str, Any] = {
+        "type": "message",
+        "room": message.room,
+        "seq": message.seq,
+        "id": message.id,
+        "user": user_dict(message.user),
+        "text": message.text,
+        "ts": iso_utc(message.created_at),
+    }
+    if message.client_id is not None:
+        out["client_id"] = message.client_id
+    return out
+
+
+def encode_message(message: StoredMessage) -> str:
+    return _dumps(message_dict(message))
+
+
+def encode_hello(user: User, server: str) -> str:
+    return _dumps({"type": "hello", "user": user_dict(user), "server": server})
+
+
+def encode_history(
+    room: str,
+    messages: Iterable[StoredMessage],
+    has_more: bool,
+    pruned_before: int | None = None,
+) -> str:
+    return _dumps(history_dict(room, messages, has_more, pruned_before))
+
+
+def history_dict(
+    room: str,
+    messages: Iterable[StoredMessage],
+    has_more: bool,
+    pruned_before: int | None = None,
+) -> dict[str, Any]:
+    """A ``history`` frame; ``pruned_before`` (the oldest seq still stored) only when
+    older messages were deleted by retention, so the client stops paging back."""
+    out: dict[str, Any] = {
+        "type": "history",
+        "room": room,
+        "messages": [message_dict(m) for m in messages],
+        "has_more": has_more,
+    }
+    if pruned_before is not None:
+        out["pruned_before"] = pruned_before
+    return out
+
+
+def search_dict(query: str, room: str | None, hits: Iterable[SearchHit]) -> dict[str, Any]:
+    """``GET /api/search``'s answer: hits best first, each a message object plus ``score``."""
+    return {
+        "query": query,
+        "room": room,
+        "hits": [message_dict(hit.message) | {"score": hit.score} for hit in hits],
+    }
+
+
+def encode_ack(message: StoredMessage) -> str:
+    return _dumps(
+        {
+            "type": "ack",
+            "client_id": message.client_id,
+            "room": message.room,
+            "seq": message.seq,
+            "id": message.id,
+        }
+    )
+
+
+def encode_presence(room: str, users: Iterable[User], count: int) -> str:
+    """``users`` may be a sample of a large room; ``count`` is how many are present."""
+    return _dumps(
+        {"type": "presence", "room": room, "users": [user_dict(u) for u in users], "count": count}
+    )
+
+
+def encode_typing(room: str, user: User) -> str:
+    return _dumps({"type": "typing", "room": room, "user": user_dict(user)})
+
+
+def encode_error(
+    code: ErrorCode, reason: str, ref: str | None = None, room: str | None = None
+) -> str:
+    """``ref`` names the offending message (its client_id), ``room`` the request's room."""
+    out: dict[str, Any] = {"type": "error", "code": str(code), "reason": reason}
+    if ref is not None:
+        out["ref"] = ref
+    if room is not None:
+        out["room"] = room
+    return _dumps(out)
+
+
+def text_line(message: StoredMessage) -> str:
+    """A message as the tutorial's plain-text clients show it."""
+    return f"{message.user.name}: {message.text}"

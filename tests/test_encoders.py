@@ -1,0 +1,98 @@
+"""The encoders: what a member is handed, as WebSocket frames, encoded once per kind."""
+
+from __future__ import annotations
+
+import json
+
+from factories import ALICE, BOB, decode_frames, event, stored
+
+from chatapp.core.hub import Delivery
+from chatapp.model import History, MessageEvent, Page, PresenceEvent, TypingEvent, User
+from chatapp.web.encoders import JSON, TEXT
+from chatapp.web.wsframe import text_frame
+
+
+class Recipient:
+    def __init__(self, conn_id: str, user: User) -> None:
+        self.id = conn_id
+        self.user = user
+
+
+def payloads(data: bytes) -> list[dict]:
+    return [json.loads(p) for p in decode_frames(data)]
+
+
+def test_the_frame_decoder_reads_all_length_forms():
+    """The tests' decoder handles 7-bit, 16-bit and 64-bit payload lengths."""
+    texts = ["a", "b" * 300, "c" * 70000]
+    assert decode_frames(b"".join(text_frame(t) for t in texts)) == texts
+
+
+def test_a_delivery_is_encoded_once_for_every_json_member():
+    """The second member gets the very bytes the first one did: no second encoding."""
+    delivery = Delivery("general", [event(1), event(2)])
+    first = JSON.delivery(delivery, Recipient("c1", ALICE))
+    second = JSON.delivery(delivery, Recipient("c2", BOB))
+    assert second is first
+    assert [f["seq"] for f in payloads(first)] == [1, 2]
+
+
+def test_json_members_do_not_get_their_own_typing_notices():
+    """Typing goes to everyone but the connection that typed; messages to everyone."""
+    delivery = Delivery("general", [event(1, origin="c1"), TypingEvent("general", ALICE, "c1")])
+    own = payloads(JSON.delivery(delivery, Recipient("c1", ALICE)))
+    other = payloads(JSON.delivery(delivery, Recipient("c2", BOB)))
+    assert [f["type"] for f in own] == ["message"]
+    assert [f["type"] for f in other] == ["message", "typing"]
+    assert other[1]["user"] == {"id": "u-alice", "name": "Alice"}
+
+
+def test_presence_is_a_json_frame_with_a_sample_and_a_count():
+    """Presence lists users and how many are present in all."""
+    delivery = Delivery("general", [PresenceEvent("general", (ALICE, BOB), 7)])
+    [frame] = payloads(JSON.delivery(delivery, Recipient("c1", ALICE)))
+    assert frame == {
+        "type": "presence",
+        "room": "general",
+        "users": [{"id": "u-alice", "name": "Alice"}, {"id": "u-bob", "name": "Bob"}],
+        "count": 7,
+    }
+
+
+def test_text_members_get_lines_of_others_messages_only():
+    """The tutorial's clients see "name: text" lines, never their own, and nothing else."""
+    delivery = Delivery(
+        "general",
+        [
+            event(1, origin="c1", user=ALICE),
+            TypingEvent("general", BOB, "c2"),
+            event(2, origin="c2"),
+            PresenceEvent("general", (ALICE,), 1),
+        ],
+    )
+    assert decode_frames(TEXT.delivery(delivery, Recipient("c1", ALICE))) == ["Bob: text 2"]
+    assert decode_frames(TEXT.delivery(delivery, Recipient("c3", BOB))) == [
+        "Alice: text 1",
+        "Bob: text 2",
+    ]
+
+
+def test_a_message_read_back_from_the_store_is_own_by_user_id():
+    """Without an origin connection, a text member's own messages are known by its user."""
+    delivery = Delivery("general", [MessageEvent(stored(1, user=ALICE), ""), event(2)])
+    assert decode_frames(TEXT.delivery(delivery, Recipient("c1", ALICE))) == ["Bob: text 2"]
+
+
+def test_history_is_one_json_frame_or_lines_of_text():
+    """A history page: one ``history`` frame for JSON, every message as a line for text."""
+    page = Page([stored(1, user=ALICE), stored(2)], has_more=True, pruned_before=None)
+    [frame] = payloads(JSON.history(History("general", page)))
+    assert (frame["type"], [m["seq"] for m in frame["messages"]], frame["has_more"]) == (
+        "history",
+        [1, 2],
+        True,
+    )
+    assert decode_frames(TEXT.history(History("general", page))) == [
+        "Alice: text 1",
+        "Bob: text 2",
+    ]
