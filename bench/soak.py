@@ -118,6 +118,7 @@ class World:
         self.settling = False
         self.finished = False
         self.connect_slots = asyncio.Semaphore(CONNECTS_AT_ONCE)
+        self.behind: list[str] = []  # clients that did not catch up, described
 
     def observe(self, room: str, message: dict[str, Any]) -> None:
         """A message a client accepted: same id for everyone, text as sent."""
@@ -429,6 +430,18 @@ class SoakClient:
                 return False
         return True
 
+    def describe(self) -> str:
+        """Why this client is not caught up: its connection and each room's state."""
+        rooms = ", ".join(
+            f"{st.name}:{st.state}@{st.log.last if st.log else None}"
+            f"/{self.world.max_acked.get(st.name, 0)}"
+            for st in self.rooms.values()
+        )
+        link = "connected" if self.conn is not None else "disconnected"
+        if self.paused:
+            link += ", paused"
+        return f"{self.name} {link}, {len(self.pending)} unacked; {rooms}"
+
 
 def _text(rng: random.Random, client_id: str, long: bool) -> str:
     if long:
@@ -570,7 +583,9 @@ async def soak(
         if all(c.caught_up() for c in clients):
             break
         await asyncio.sleep(SETTLE_POLL)
-    world.counts["not_caught_up"] = sum(1 for c in clients if not c.caught_up())
+    behind = [c for c in clients if not c.caught_up()]
+    world.counts["not_caught_up"] = len(behind)
+    world.behind = [c.describe() for c in behind[:10]]
     world.finished = True
     samples.append(server.sample(loop.time() - start, clients, world))
     await asyncio.to_thread(server.stop)
@@ -627,7 +642,7 @@ def summary(
         "config": {k: v for k, v in config.__dict__.items()},
         "delivery": report.counts(),
         "runtime_problems": problems,
-        "examples": report.examples,
+        "examples": report.examples + [f"not caught up: {text}" for text in world.behind],
         "counts": dict(world.counts),
         "error_frames": dict(world.errors),
         "close_codes": dict(world.closes),
