@@ -42,6 +42,8 @@ IDLE_ROOM = "idle"
 #: Seconds added to a tool's own run time before it counts as hung.
 TOOL_SLACK = 120.0
 SETTLE_BEFORE = 2.0
+#: CPU used by other processes during a measurement above which it is flagged as noisy.
+NOISY_CPU_PCT = 20.0
 
 
 @dataclass(frozen=True)
@@ -175,6 +177,7 @@ class Session:
             metrics, detail, error = {}, {}, str(exc)
         finally:
             self.procs.close()  # anything the measurement left running
+        noise = other_cpu(detail)
         line = {
             "session": self.id,
             "ts": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -186,6 +189,7 @@ class Session:
             "metrics": metrics,
             "error": error,
             "seconds": round(time.monotonic() - started, 1),
+            "other_cpu_pct": noise,
             "db": self.databases.kind,
             "server_cmd": self.config.server_cmd,
             "cores": {"server": self.config.server_cores, "load": self.config.load_cores},
@@ -196,6 +200,8 @@ class Session:
         with self.results.open("a") as out:
             out.write(text + "\n")
         self.records.append(Record(figure, side, run, metrics))
+        if noise is not None and noise > NOISY_CPU_PCT:
+            progress(f"warning: other processes used {noise:g}% CPU during this run: not quiet")
         if error:
             progress(f"{figure} run {run} {side_name}: FAILED {error}")
         else:
@@ -205,6 +211,13 @@ class Session:
 
 def progress(text: str) -> None:
     print(f"[bench] {text}", file=sys.stderr, flush=True)
+
+
+def other_cpu(detail: dict[str, Any]) -> float | None:
+    """The most CPU (% of a core) that other processes used in any phase the tool reported."""
+    phases = [detail, *detail.get("steps", ())]
+    values = [p["other_cpu_pct"] for p in phases if p.get("other_cpu_pct") is not None]
+    return max(values) if values else None
 
 
 def last_json(output: str, name: str) -> dict[str, Any]:

@@ -94,11 +94,16 @@ class Processes:
         cores: str | None = None,
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
+        drop_env: str | None = None,
     ) -> Child:
+        """Start ``argv``; ``env`` adds variables, ``drop_env`` removes inherited ones by prefix."""
         self._count += 1
         stem = self.log_dir / f"{self._count:03d}-{name}"
         stdout, stderr = stem.with_suffix(".out"), stem.with_suffix(".err")
         command = pinned(list(argv), cores)
+        inherited = {
+            k: v for k, v in os.environ.items() if not (drop_env and k.startswith(drop_env))
+        }
         with stdout.open("wb") as out, stderr.open("wb") as err:
             try:
                 popen = subprocess.Popen(
@@ -106,7 +111,7 @@ class Processes:
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=err,
-                    env={**os.environ, **(env or {})},
+                    env={**inherited, **(env or {})},
                     cwd=cwd,
                     start_new_session=True,
                 )

@@ -20,6 +20,8 @@ DEFAULT_SERVER_CMD = (
     "{python} -m chatapp --host 127.0.0.1 --port {port} --db {db} --data-dir {data_dir} "
     "--rate-limit 0 --log-level warning"
 )
+#: Every server setting also reads a variable with this prefix: none of the caller's may leak in.
+SETTINGS_ENV_PREFIX = "CHATAPP_"
 #: Creating the schema, and a variant's migrations on a large database, may take a while.
 READY_TIMEOUT = 180.0
 PLACEHOLDERS = ("python", "port", "db", "data_dir")
@@ -53,7 +55,7 @@ def start_chatapp(
     """Start chatapp and wait until ``/readyz`` says its database answers."""
     check_port_free(port)
     argv = chatapp_argv(template, port=port, db=db, data_dir=data_dir)
-    child = procs.start("chatapp", argv, cores=cores, env=env)
+    child = procs.start("chatapp", argv, cores=cores, env=env, drop_env=SETTINGS_ENV_PREFIX)
     wait_until_ready(child, port, path="/readyz", timeout=READY_TIMEOUT)
     return child
 
