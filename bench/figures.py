@@ -16,6 +16,7 @@ even ones), so a slow phase of a shared machine does not favour one side.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import sys
@@ -153,6 +154,25 @@ class Session:
         path = self.work / name
         shutil.rmtree(path, ignore_errors=True)
         return path
+
+    @contextlib.contextmanager
+    def side_server(
+        self, side: Side, name: str, room: str, **query: int
+    ) -> Iterator[tuple[Child, str, str]]:
+        """(server, url, protocol): chatapp on a fresh database for the subject, the
+        tutorial's Node server for the reference; stopped and removed afterwards."""
+        data_dir = self.data_dir(name)
+        db = self.databases.fresh(data_dir) if side == "subject" else None
+        try:
+            if db is not None:
+                server = self.chatapp(db, data_dir)
+                yield server, self.chat_url(room, **query), "json"
+            else:
+                server = self.seed()
+                yield server, self.node_url, "text"
+            stopped(server)
+        finally:
+            self.release(db, data_dir)
 
     def release(self, db: str | None, data_dir: Path) -> None:
         """Drop a run's database and its data folder."""
@@ -357,17 +377,8 @@ def _fanout(s: Session, clients: int, side: Side, run: int) -> Measured:
         args += ["--max-rate", str(c.fanout_max_rate)]
     # a sweep is at most ~20 steps of duration + grace + reconnecting
     budget = 20 * (c.fanout_duration + c.fanout_grace + 2 + clients / 200)
-    data_dir = s.data_dir(f"fanout-{clients}-{run}-{side}")
-    db = s.databases.fresh(data_dir) if side == "subject" else None
-    try:
-        if db is not None:
-            server, url, proto = s.chatapp(db, data_dir), s.chat_url(BENCH_ROOM), "json"
-        else:
-            server, url, proto = s.seed(), s.node_url, "text"
+    with s.side_server(side, f"fanout-{clients}-{run}-{side}", BENCH_ROOM) as (server, url, proto):
         r = s.loadgen("sweep", url, proto, server, *args, seconds=budget)
-        stopped(server)
-    finally:
-        s.release(db, data_dir)
     best = r.get("best") or {}
     rate = r["max_sustainable_rate"] or None
     return {
@@ -469,28 +480,19 @@ def connect(s: Session) -> list[Figure]:
 def _connect(s: Session, side: Side, run: int) -> Measured:
     c = s.config
     seconds = 60 + c.connect_clients / 20
-    data_dir = s.data_dir(f"connect-{run}-{side}")
-    db = s.databases.fresh(data_dir) if side == "subject" else None
-    try:
-        if db is not None:
-            server, proto = s.chatapp(db, data_dir), "json"
-            url = s.chat_url(CONNECT_ROOM, limit=c.connect_history)
-            if c.connect_history:
-                s.procs.run(
-                    "prepop",
-                    [s.kit.node, s.kit.tool("prepop.cjs"), url, str(c.connect_history)],
-                    timeout=TOOL_SLACK,
-                    cores=c.load_cores,
-                )
-        else:
-            server, url, proto = s.seed(), s.node_url, "text"
+    name, history = f"connect-{run}-{side}", c.connect_history
+    with s.side_server(side, name, CONNECT_ROOM, limit=history) as (server, url, proto):
+        if proto == "json" and history:
+            s.procs.run(
+                "prepop",
+                [s.kit.node, s.kit.tool("prepop.cjs"), url, str(history)],
+                timeout=TOOL_SLACK,
+                cores=c.load_cores,
+            )
         r = s.loadgen(
             "connect", url, proto, server, "--clients", str(c.connect_clients),
             "--ready-timeout", str(int(seconds)), seconds=seconds,
         )  # fmt: skip
-        stopped(server)
-    finally:
-        s.release(db, data_dir)
     if proto == "json" and r.get("history_msgs_p50") != c.connect_history:
         progress(f"warning: history pages held {r.get('history_msgs_p50')} messages")
     all_s = r["total_ms"] / 1000
@@ -522,17 +524,8 @@ def memory(s: Session) -> list[Figure]:
 
 
 def _memory(s: Session, side: Side, run: int) -> Measured:
-    data_dir = s.data_dir(f"memory-{run}-{side}")
-    db = s.databases.fresh(data_dir) if side == "subject" else None
-    try:
-        if db is not None:
-            server, url, proto = s.chatapp(db, data_dir), s.chat_url(IDLE_ROOM), "json"
-        else:
-            server, url, proto = s.seed(), s.node_url, "text"
+    with s.side_server(side, f"memory-{run}-{side}", IDLE_ROOM) as (server, url, proto):
         r = _hold(s, server, url, proto, s.config.memory_connections)
-        stopped(server)
-    finally:
-        s.release(db, data_dir)
     held = r["ready"]["open"] or None
     return {
         "kib_per_conn": _per(r["rss_settled_kib"] - r["rss_before_kib"], held),

@@ -14,10 +14,11 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -147,6 +148,24 @@ class Processes:
             if child.running():
                 child.kill()
         self._children.clear()
+
+
+EXIT_SETUP = 2
+EXIT_INTERRUPTED = 130
+
+
+def run_tool(tool: str, work: Callable[[], int]) -> int:
+    """Run a tool's body: SIGTERM and Ctrl-C clean up (its ``finally`` blocks) and exit 130;
+    a ``BenchError`` is one line on stderr and exit status 2."""
+    exit_on_sigterm()
+    try:
+        return work()
+    except BenchError as exc:
+        print(f"{tool}: error: {exc}", file=sys.stderr)
+        return EXIT_SETUP
+    except KeyboardInterrupt:
+        print(f"{tool}: interrupted; servers stopped, temporary data removed", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def exit_on_sigterm() -> None:

@@ -15,20 +15,19 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 from bench import nodekit
 from bench.databases import databases
 from bench.figures import FIGURES, Config, Session, progress
 from bench.prefill import PrefillSpec
-from bench.procs import Processes, exit_on_sigterm
+from bench.procs import Processes, run_tool
 from bench.servers import DEFAULT_SERVER_CMD, schema_maker
 from bench.stats import Figure, comparisons, markdown_table
-from bench.system import RESULTS, BenchError, port_or_free, raise_fd_limit, require_tool
+from bench.system import RESULTS, port_or_free, raise_fd_limit, require_tool
 
 EXIT_RUN_FAILED = 1
-EXIT_SETUP = 2
-EXIT_INTERRUPTED = 130
 #: Open files beyond the connections a figure holds (database, logs, pipes).
 FD_MARGIN = 1024
 #: Figures that run the tutorial's Node server as their reference.
@@ -209,15 +208,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
-    exit_on_sigterm()
-    try:
-        return run(args)
-    except BenchError as exc:
-        print(f"bench: error: {exc}", file=sys.stderr)
-        return EXIT_SETUP
-    except KeyboardInterrupt:
-        print("bench: interrupted; servers stopped, temporary databases removed", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    return run_tool("bench", partial(run, args))
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,14 +43,12 @@ from sqlalchemy.engine import make_url
 from bench import delivery, prefill
 from bench.databases import Databases, databases
 from bench.delivery import Ack, Stored, StreamLog
-from bench.procs import Child, Processes, exit_on_sigterm
+from bench.procs import Child, Processes, run_tool
 from bench.servers import DEFAULT_SERVER_CMD, schema_maker, start_chatapp
 from bench.system import RESULTS, BenchError, open_fds, port_or_free, raise_fd_limit, tree_rss_kib
 from bench.wsclient import HandshakeError, WebSocket, connect
 
 EXIT_VIOLATION = 1
-EXIT_SETUP = 2
-EXIT_INTERRUPTED = 130
 JWT_ENV = "CHATAPP_JWT_SECRET"
 #: The soak's server: default limits except a small backlog, so slow readers meet 4003.
 SOAK_SERVER_CMD = DEFAULT_SERVER_CMD.replace(" --rate-limit 0", "") + " --max-client-backlog 65536"
@@ -825,16 +824,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    exit_on_sigterm()
-    try:
-        return run(args)
-    except BenchError as exc:
-        print(f"soak: error: {exc}", file=sys.stderr)
-        return EXIT_SETUP
-    except KeyboardInterrupt:
-        print("soak: interrupted; server stopped, temporary data removed", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    parser = build_parser()
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.clients < 1 or args.rooms < 1 or args.rooms_per_client < 1 or args.duration <= 0:
+        parser.error("--clients, --rooms, --rooms-per-client and --duration must be positive")
+    return run_tool("soak", partial(run, args))
 
 
 if __name__ == "__main__":
