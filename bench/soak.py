@@ -472,6 +472,8 @@ class Sample:
     connected: int
     deliveries: int
     acked: int
+    #: This process's CPU since the previous sample, in % of one core (near 100: it is the limit).
+    soak_cpu_pct: float
 
 
 class Server:
@@ -484,6 +486,7 @@ class Server:
         self.port, self.env = port, {JWT_ENV: secret}
         self.child: Child | None = None
         self.lifetimes: list[int] = []
+        self._cpu = (time.process_time(), time.monotonic())
 
     def start(self) -> None:
         self.child = start_chatapp(
@@ -507,6 +510,9 @@ class Server:
         return code
 
     def sample(self, t: float, clients: list[SoakClient], world: World) -> Sample:
+        cpu, wall = time.process_time(), time.monotonic()
+        busy = (cpu - self._cpu[0]) * 100 / max(1e-6, wall - self._cpu[1])
+        self._cpu = (cpu, wall)
         pid = self.child.pid if self.child is not None and self.child.running() else None
         rss = fds = None
         if pid is not None:
@@ -516,7 +522,7 @@ class Server:
                 pid = None
         connected = sum(1 for c in clients if c.conn is not None)
         return Sample(round(t, 1), pid, rss, fds, connected, world.counts["deliveries"],
-                      world.counts["acked"])  # fmt: skip
+                      world.counts["acked"], round(busy, 1))  # fmt: skip
 
 
 # --- the run -------------------------------------------------------------------
@@ -601,7 +607,8 @@ def _progress(sample: Sample, world: World) -> None:
     state = f"rss {sample.rss_kib} KiB fds {sample.fds}" if sample.pid else "server down"
     print(
         f"[soak] t={sample.t:>6}s {state}; connected {sample.connected}; "
-        f"acked {sample.acked}; deliveries {sample.deliveries}; errors {dict(world.errors)}",
+        f"acked {sample.acked}; deliveries {sample.deliveries}; errors {dict(world.errors)}; "
+        f"soak cpu {sample.soak_cpu_pct}%",
         file=sys.stderr,
         flush=True,
     )
@@ -690,12 +697,12 @@ def memory_trend(samples: list[Sample], lifetimes: list[int]) -> list[dict[str, 
 
 def print_report(result: dict[str, Any]) -> None:
     print("\n## soak: server over time\n")
-    print("| t (s) | pid | RSS (KiB) | open fds | clients connected | acked | deliveries |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| t (s) | pid | RSS (KiB) | open fds | connected | acked | deliveries | soak CPU % |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for s in result["samples"]:
         print(
             f"| {s['t']} | {s['pid'] or 'down'} | {s['rss_kib'] or ''} | {s['fds'] or ''} | "
-            f"{s['connected']} | {s['acked']} | {s['deliveries']} |"
+            f"{s['connected']} | {s['acked']} | {s['deliveries']} | {s['soak_cpu_pct']} |"
         )
     print("\n## soak: memory and descriptors per server process (after warm-up -> end)\n")
     for t in result["memory"]:
