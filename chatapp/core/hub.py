@@ -125,6 +125,11 @@ class Hub:
         del self._rooms[room]
         return True
 
+    def occupancy(self) -> dict[str, int]:
+        """How many connections are present in each room of this process that has any."""
+        counts = {name: len(state.present()) for name, state in self._rooms.items()}
+        return {name: count for name, count in counts.items() if count}
+
     def presence(self, room: str) -> list[User]:
         """Distinct users present in the room, sorted by name."""
         state = self._rooms.get(room)

@@ -25,7 +25,6 @@ from chatapp.auth.tokens import Authenticator, Identity
 from chatapp.core import protocol
 from chatapp.core.service import ChatService, require_access
 from chatapp.errors import (
-    AccessDenied,
     ChatError,
     ErrorCode,
     LimitReached,
@@ -38,7 +37,7 @@ from chatapp.model import User
 from chatapp.ops.logs import connection_id
 from chatapp.ops.metrics import Metrics
 from chatapp.settings import Settings
-from chatapp.web.edge import BaseHandler, client_address, is_loopback, origin_allowed
+from chatapp.web.edge import BaseHandler, client_address, is_loopback, require_allowed_origin
 from chatapp.web.ratelimit import TokenBucket
 from chatapp.web.wsframe import text_frame
 
@@ -87,9 +86,7 @@ class _Socket(BaseHandler, WebSocketHandler):
     def prepare(self) -> None:
         """Refuse before the upgrade: hostile origin 403, no identity 401, over a cap 429."""
         connection_id.set(self.id)
-        if not origin_allowed(self, self.config):
-            origin = self.request.headers.get("Origin")
-            raise AccessDenied(f"origin {origin!r} is not allowed", ErrorCode.FORBIDDEN_ORIGIN)
+        require_allowed_origin(self, self.config)
         self.identity = self.identify(self.auth)
         self.address = client_address(self, self.config)
         refusal = self.service.admission(
