@@ -13,7 +13,7 @@ from chatdata import T0, msg
 from conftest import connect_json, post
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
-from chatapp.auth.tokens import mint_token
+from chatapp.auth.tokens import MAX_NAME_CHARS, mint_token
 from chatapp.errors import CloseCode
 from chatapp.limits import (
     DEFAULT_HISTORY_LIMIT,
@@ -208,6 +208,7 @@ async def test_auth_options_publish_the_servers_limits(serve):
     assert limits == {
         "room_pattern": ROOM_NAME_PATTERN,
         "max_text_chars": MAX_TEXT_CHARS,
+        "max_name_chars": MAX_NAME_CHARS,
         "default_history_limit": DEFAULT_HISTORY_LIMIT,
         "max_history_limit": MAX_HISTORY_LIMIT,
         "default_search_limit": DEFAULT_SEARCH_LIMIT,
