@@ -61,7 +61,7 @@ async function probe() {
 }
 
 /** Get a fresh token: silently for guests, through the dialog otherwise. */
-export function reauthenticate() {
+function reauthenticate() {
   pending.renewal ??= renewOrAsk().finally(() => {
     pending.renewal = null;
   });

@@ -107,6 +107,6 @@ function dayLabel(date) {
   return date.toLocaleDateString(undefined, options);
 }
 
-export function timeLabel(date) {
+function timeLabel(date) {
   return date.toLocaleTimeString([], { hour: "numeric", minute: "2-digit" });
 }

@@ -117,11 +117,6 @@ export class MessageView {
     if (old && message) old.replaceWith(this.item(message, this.room.find(seq - 1)));
   }
 
-  /** Re-render every message (the reader's name, and so their mentions, changed). */
-  refreshAll() {
-    if (this.room) for (const seq of [...this.nodes.keys()]) this.refresh(seq);
-  }
-
   /** Messages sent from here that have no seq yet: pending or failed, below the rest. */
   renderOutbox(entries) {
     const me = this.hooks.me();

@@ -8,7 +8,7 @@ import { element } from "./dom.js";
 const GUEST_PREFIX = "guest:";
 const TAG_CHARS = 4;
 
-export function isGuest(user) {
+function isGuest(user) {
   return user.id.startsWith(GUEST_PREFIX);
 }
 
