@@ -7,6 +7,7 @@
 // app.js holds what they share.
 
 import { Alerts } from "./alerts.js";
+import { getJson } from "./api.js";
 import { app } from "./app.js";
 import { wireDrawer } from "./chrome.js";
 import { Composer } from "./composer.js";
@@ -25,7 +26,7 @@ import { Directory } from "./directory.js";
 import { $ } from "./dom.js";
 import { onFrame } from "./frames.js";
 import { isRoomName, limits, roomNameRefusal } from "./limits.js";
-import { decide, dropped, getJson, socketUrl } from "./link.js";
+import { decide, dropped, socketUrl } from "./link.js";
 import { MessageView } from "./messages.js";
 import { Outbox } from "./outbox.js";
 import { Rooms } from "./rooms.js";

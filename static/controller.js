@@ -3,11 +3,11 @@
 // takes the reader to one message (a search hit or a /#room/seq link), and
 // keeps the unread counts in the sidebar and the tab title current.
 
+import { getJson } from "./api.js";
 import { app } from "./app.js";
 import { announce, notify, showUnread, toggleDrawer } from "./chrome.js";
 import { $ } from "./dom.js";
 import { isRoomName, limits, roomNameRefusal } from "./limits.js";
-import { getJson } from "./link.js";
 
 const GAP_REFILL_LIMIT = 1000; // missed more than this: show the newest, the rest by scrolling
 const HIT_CONTEXT = 20; // messages loaded above a sought message, so that it is not at the top

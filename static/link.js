@@ -1,15 +1,12 @@
 // The connection's life as the page sees it: the URL to open (room and since;
-// never a token: the HttpOnly cookie carries it), what a drop or a close
-// means, and a fresh token when the server refuses the old one. The page's
-// GET requests to the API share that renewal.
+// never a token: the HttpOnly cookie carries it), and what a drop or a close
+// means: retry, renew the token first (api.js), or give up on a room.
 
+import { reauthenticate } from "./api.js";
 import { app } from "./app.js";
 import { notify } from "./chrome.js";
 import { leaveRoom } from "./controller.js";
 import { limits } from "./limits.js";
-import { signIn } from "./signin.js";
-
-const pending = { renewal: null }; // one renewal or dialog at a time, however many ask
 
 export function socketUrl() {
   const url = new URL("/ws", location.href);
@@ -58,42 +55,4 @@ async function probe() {
     // the server is unreachable: retrying is right
   }
   return "retry";
-}
-
-/** Get a fresh token: silently for guests, through the dialog otherwise. */
-function reauthenticate() {
-  pending.renewal ??= renewOrAsk().finally(() => {
-    pending.renewal = null;
-  });
-  return pending.renewal;
-}
-
-async function renewOrAsk() {
-  const { session, sidebar } = app;
-  try {
-    if (await session.renew()) return true;
-  } catch {
-    return false; // offline: the next attempt tries again
-  }
-  sidebar.status("signed-out");
-  await signIn(session, "Your session has expired. Please sign in again to continue.");
-  if (session.user.id !== app.me.id) location.reload();
-  session.scheduleRenewal();
-  return true;
-}
-
-/** GET JSON from the API; refused for the token, once more after getting a fresh one. */
-export async function getJson(url) {
-  try {
-    return await fetchJson(url);
-  } catch (error) {
-    if (error.status === 401 && (await reauthenticate())) return fetchJson(url);
-    throw error;
-  }
-}
-
-async function fetchJson(url) {
-  const response = await fetch(url, { cache: "no-store" });
-  if (!response.ok) throw Object.assign(new Error(`HTTP ${response.status}`), { status: response.status });
-  return response.json();
 }
