@@ -22,6 +22,8 @@ MAX_HISTORY_LIMIT = 200
 DEFAULT_SEARCH_LIMIT = 20
 MAX_SEARCH_LIMIT = 100
 MAX_SEARCH_QUERY_CHARS = 256
+#: Matches of a search counted at most (``total`` of GET /api/search; ``total_capped`` beyond).
+SEARCH_COUNT_CAP = 1000
 #: Largest seq (and so ``before``/``since``) there can be: the database column is 32-bit.
 MAX_SEQ = 2**31 - 1
 #: Most messages replayed after ``since`` before the server sends only the newest page.

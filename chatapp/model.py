@@ -80,6 +80,27 @@ class SearchHit:
 
 
 @dataclass(frozen=True, slots=True)
+class SearchResult:
+    """The best hits of a search, and how many messages match in all.
+
+    ``total`` counts at most a bound; ``total_capped`` says more than that matched.
+    """
+
+    hits: list[SearchHit]
+    total: int
+    total_capped: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RoomActivity:
+    """A room's newest seq and when its newest message was written (None once deleted)."""
+
+    name: str
+    last_seq: int
+    last_activity: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class MessageEvent:
     """A committed message; ``origin`` is the id of the connection that sent it, or "" when
     that is unknown (the message was read back from the database)."""

@@ -1,9 +1,9 @@
 // The message box. Enter sends, Shift+Enter is a new line (and Enter in the
-// middle of an IME composition is the IME's). The counter shows the length
-// limit in code points, as the server counts. Typing notices go out at most
-// every few seconds: they count against the server's rate limit.
+// middle of an IME composition is the IME's). The counter shows the server's
+// length limit in code points, as the server counts. Typing notices go out at
+// most every few seconds: they count against the server's rate limit.
 
-export const MAX_TEXT_CHARS = 4000;
+import { limits } from "./limits.js";
 const TYPING_EVERY_MS = 3000;
 
 export class Composer {
@@ -46,7 +46,7 @@ export class Composer {
 
   submit() {
     const text = this.input.value;
-    if (!text.trim() || [...text].length > MAX_TEXT_CHARS) return;
+    if (!text.trim() || [...text].length > limits.max_text_chars) return;
     this.input.value = "";
     this.typingSent = 0;
     this.changed();
@@ -60,11 +60,10 @@ export class Composer {
 
   changed() {
     const length = [...this.input.value].length;
-    const over = length - MAX_TEXT_CHARS;
-    this.counter.textContent = over > 0
-      ? `${length} / ${MAX_TEXT_CHARS}: ${over} too many`
-      : `${length} / ${MAX_TEXT_CHARS}`;
-    this.counter.dataset.state = over > 0 ? "over" : length > MAX_TEXT_CHARS * 0.9 ? "near" : "";
+    const most = limits.max_text_chars;
+    const over = length - most;
+    this.counter.textContent = over > 0 ? `${length} / ${most}: ${over} too many` : `${length} / ${most}`;
+    this.counter.dataset.state = over > 0 ? "over" : length > most * 0.9 ? "near" : "";
     this.button.disabled = !this.input.value.trim() || over > 0;
     this.input.style.height = "auto"; // grow with the text, up to the CSS max-height
     this.input.style.height = `${this.input.scrollHeight + 2}px`;

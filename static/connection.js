@@ -1,25 +1,24 @@
 // One WebSocket to /ws that comes back by itself. It knows nothing about
 // rooms or messages: it sends and receives JSON frames, paces what it sends
-// to stay under the server's rate limit, and after a drop reconnects with
-// exponential backoff and jitter, asking its owner first what the close
-// means (an expired token is not fixed by retrying).
+// to stay under the server's published rate limit, and after a drop
+// reconnects with exponential backoff and jitter, asking its owner first what
+// the close means (an expired token is not fixed by retrying).
 
-export const CLOSE_GOING_AWAY = 1001; // server shutting down: reconnect
-export const CLOSE_TOKEN_EXPIRED = 4001; // sign in again, then resume
+import { limits } from "./limits.js";
 
 const BACKOFF_BASE_MS = 1000;
 const BACKOFF_CAP_MS = 30000;
 // A connection that lived this long was healthy: the next drop starts the backoff afresh.
 const STABLE_AFTER_MS = 10000;
-// The server allows 10 frames/s with bursts of 20 by default; stay below both.
-const SEND_BURST = 15;
-const SEND_PER_SECOND = 8;
+// Send at most this share of the server's rate and burst, to stay clear of both.
+const RATE_SHARE = 0.8;
+const BURST_SHARE = 0.75;
 
 export class Connection {
   /**
    * @param {object} owner
-   *   url(): the ws:// URL to open now (room, since, token)
-   *   opened(), frame(object), dropped(code): lifecycle
+   *   url(): the ws:// URL to open now (room, since; never a token)
+   *   frame(object), dropped(code): lifecycle
    *   decide({code, opened}): Promise of "now" | "retry" | "stop" after a close
    *   status(state, retryAt): "connecting" | "online" | "waiting" | "offline" | "stopped"
    */
@@ -32,7 +31,7 @@ export class Connection {
     this.openedAt = 0;
     this.deciding = false;
     this.queue = [];
-    this.tokens = SEND_BURST;
+    this.tokens = 0; // frames that may go out now; refilled at the paced rate up to the burst
     this.refilledAt = 0;
     this.pumpTimer = 0;
     window.addEventListener("online", () => this.reconnectNow());
@@ -73,25 +72,32 @@ export class Connection {
     this.open();
   }
 
-  /** Queue a frame for the open socket; false (and dropped) when there is none. */
-  send(frame) {
+  /**
+   * Queue a frame for the open socket; false (and dropped) when there is none.
+   * `sent()` is called when the frame actually leaves (pacing may hold it a while).
+   */
+  send(frame, sent = () => {}) {
     if (!this.isOpen) return false;
-    this.queue.push(JSON.stringify(frame));
+    this.queue.push({ data: JSON.stringify(frame), sent });
     this.pump();
     return true;
   }
 
   pump() {
     clearTimeout(this.pumpTimer);
+    const perSecond = limits.rate_limit * RATE_SHARE; // 0: the server sets no limit
+    const burst = Math.max(1, Math.floor(limits.rate_burst * BURST_SHARE));
     const now = performance.now();
-    this.tokens = Math.min(SEND_BURST, this.tokens + ((now - this.refilledAt) / 1000) * SEND_PER_SECOND);
+    this.tokens = Math.min(burst, this.tokens + ((now - this.refilledAt) / 1000) * perSecond);
     this.refilledAt = now;
-    while (this.queue.length && this.tokens >= 1 && this.isOpen) {
-      this.socket.send(this.queue.shift());
+    while (this.queue.length && (!perSecond || this.tokens >= 1) && this.isOpen) {
+      const { data, sent } = this.queue.shift();
+      this.socket.send(data);
+      sent();
       this.tokens -= 1;
     }
     if (this.queue.length && this.isOpen) {
-      this.pumpTimer = setTimeout(() => this.pump(), 1000 / SEND_PER_SECOND);
+      this.pumpTimer = setTimeout(() => this.pump(), 1000 / perSecond);
     }
   }
 
@@ -105,7 +111,6 @@ export class Connection {
       opened = true;
       this.openedAt = Date.now();
       this.owner.status("online");
-      this.owner.opened();
     };
     socket.onmessage = (event) => {
       let frame;

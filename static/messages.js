@@ -1,21 +1,22 @@
-// The open room's messages. Every user-supplied string goes in as text
-// (textContent, or text nodes beside links built here), never as HTML.
-// Consecutive messages by one author are grouped under one header; older
-// pages are added above without moving what the user is looking at; when
-// the user has scrolled up, new messages wait behind a "jump" button.
+// The open room's messages (each built by message-item.js). Older pages are
+// added above without moving what the user is looking at; when the user has
+// scrolled up, new messages wait behind a "jump" button. Only the conversation
+// scrolls, never the page around it.
 
-const GROUP_GAP_MS = 5 * 60 * 1000; // a pause this long starts a new group
+import { button, scrollWithin } from "./dom.js";
+import { failureBox, messageItem } from "./message-item.js";
+
 const NEAR_TOP_PX = 600; // start fetching older messages this close to the top
 const AT_BOTTOM_PX = 48;
-const FOUND_MS = 3000; // how long a message reached from search stays highlighted
-const URL_PATTERN = /\bhttps?:\/\/[^\s<>"']+[^\s<>"'.,;:!?)\]]/g;
+const FOUND_MS = 3000; // how long a message reached from search or a link stays highlighted
 
 export class MessageView {
   /**
    * @param {object} hooks
    *   me(): {id, name}; statusOf(message): "pending" | "sent" | ""
-   *   nearTop(): older messages are wanted; atBottom(): the user sees the newest
+   *   nearTop(retry): older messages are wanted; atBottom(): the user sees the newest
    *   unread(): how many new messages are below; retry(clientId), discard(clientId)
+   *   copyLink(seq): the user asked for a link to a message of the open room
    */
   constructor(hooks) {
     this.hooks = hooks;
@@ -47,7 +48,7 @@ export class MessageView {
     this.renderOutbox([]);
     const marker = room.marker && this.nodes.get(room.marker);
     if (marker) {
-      marker.scrollIntoView({ block: "start" });
+      scrollWithin(this.scroller, marker);
       this.following = this.isAtBottom();
       if (this.following) this.hooks.atBottom(); // everything new is in sight
     } else {
@@ -87,7 +88,7 @@ export class MessageView {
   /** Bring a loaded message to the middle of the view, highlighted for a moment and focused. */
   reveal(seq) {
     const node = this.nodes.get(seq);
-    node.scrollIntoView({ block: "center" });
+    scrollWithin(this.scroller, node, "center");
     this.following = this.isAtBottom();
     this.updateJump();
     node.classList.add("found");
@@ -124,7 +125,7 @@ export class MessageView {
       const message = { user: me, ts: new Date(entry.createdAt).toISOString(), text: entry.text };
       const li = this.item(message, prev, entry.state);
       li.dataset.clientId = entry.clientId;
-      if (entry.state === "failed") li.append(this.failure(entry));
+      if (entry.state === "failed") li.append(failureBox(entry, this.hooks));
       prev = message;
       return li;
     });
@@ -144,8 +145,7 @@ export class MessageView {
     if (state === "beginning") {
       this.start.textContent = `This is the beginning of #${room.name}.`;
     } else if (state === "error") {
-      const retry = button("Retry", "link-button");
-      this.start.replaceChildren("Could not load older messages. ", retry);
+      this.start.replaceChildren("Could not load older messages. ", button("Retry", "link-button"));
     } else if (state === "loading") {
       this.start.textContent = "Loading messages…";
     } else {
@@ -157,7 +157,7 @@ export class MessageView {
     this.following = this.isAtBottom();
     if (this.following) this.hooks.atBottom();
     this.updateJump();
-    if (this.scroller.scrollTop < NEAR_TOP_PX) this.hooks.nearTop(false);
+    this.wantOlder();
   }
 
   /** Ask for older messages while the top of the list is in (or near) sight. */
@@ -190,137 +190,13 @@ export class MessageView {
   }
 
   item(message, prev, status = this.hooks.statusOf(message)) {
-    const li = element("li", "message");
-    const when = new Date(message.ts);
-    const newDay = !prev || dayKey(new Date(prev.ts)) !== dayKey(when);
-    const marked = message.seq !== undefined && message.seq === this.room?.marker;
-    const grouped = Boolean(prev) && !newDay && !marked && prev.user.id === message.user.id
-      && when - new Date(prev.ts) < GROUP_GAP_MS;
-    if (message.seq !== undefined) {
-      li.dataset.seq = String(message.seq);
-      this.nodes.set(message.seq, li);
-    }
-    li.dataset.user = message.user.id;
-    if (message.client_id) li.dataset.clientId = message.client_id;
-    if (status) li.dataset.status = status;
-    if (message.user.id === this.hooks.me()?.id) li.classList.add("own");
-    if (marked) li.append(divider("New messages", "new-marker"));
-    if (newDay) li.append(divider(dayLabel(when), "day"));
-    const time = element("time", "time", timeLabel(when));
-    time.dateTime = when.toISOString();
-    time.title = when.toLocaleString();
-    if (grouped) {
-      li.classList.add("grouped");
-      // Screen readers still hear who wrote each message of a group.
-      li.append(time, element("span", "visually-hidden", `${message.user.name}: `));
-    } else {
-      li.append(avatar(message.user), header(message.user, time));
-    }
-    const body = element("div", "body");
-    const text = element("p", "text");
-    text.dir = "auto";
-    text.append(...linkified(message.text));
-    body.append(text);
-    if (status && status !== "failed") body.append(statusLabel(status)); // failures get a box
-    li.append(body);
+    const li = messageItem(message, prev, {
+      me: this.hooks.me(),
+      marker: this.room?.marker,
+      status,
+      copyLink: this.hooks.copyLink,
+    });
+    if (message.seq !== undefined) this.nodes.set(message.seq, li);
     return li;
   }
-
-  failure(entry) {
-    const box = element("div", "failure");
-    box.append(element("span", "reason", `Not sent: ${entry.error}`));
-    if (entry.retryable) {
-      const retry = button("Retry", "link-button retry");
-      retry.addEventListener("click", () => this.hooks.retry(entry.clientId));
-      box.append(retry);
-    }
-    const discard = button("Discard", "link-button discard");
-    discard.addEventListener("click", () => this.hooks.discard(entry.clientId));
-    box.append(discard);
-    return box;
-  }
-}
-
-export function element(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
-
-function button(label, className) {
-  const node = element("button", className, label);
-  node.type = "button";
-  return node;
-}
-
-/** A coloured circle with the author's initial; the colour follows the user id. */
-export function avatar(user) {
-  const node = element("span", "avatar", [...user.name.trim()][0]?.toUpperCase() ?? "?");
-  node.setAttribute("aria-hidden", "true");
-  let hash = 0;
-  for (const char of user.id) hash = (hash * 31 + char.codePointAt(0)) % 360;
-  node.style.setProperty("--hue", String(hash));
-  return node;
-}
-
-function header(user, time) {
-  const node = element("div", "meta");
-  node.append(element("span", "author", user.name), " ", time);
-  return node;
-}
-
-function divider(label, className) {
-  const node = element("div", `divider ${className}`);
-  node.setAttribute("role", "separator");
-  node.append(element("span", "", label));
-  return node;
-}
-
-function statusLabel(status) {
-  const node = element("span", "status");
-  node.dataset.status = status;
-  if (status === "sent") {
-    node.append(element("span", "", "✓"), element("span", "visually-hidden", "Sent"));
-    node.firstChild.setAttribute("aria-hidden", "true");
-    node.title = "Sent";
-  } else {
-    node.textContent = "Sending…";
-  }
-  return node;
-}
-
-/** Text with http(s) links turned into anchors, built node by node (no HTML parsing). */
-function linkified(text) {
-  const parts = [];
-  let last = 0;
-  for (const match of text.matchAll(URL_PATTERN)) {
-    parts.push(text.slice(last, match.index));
-    const link = element("a", "", match[0]);
-    link.href = match[0];
-    link.target = "_blank";
-    link.rel = "noopener noreferrer nofollow";
-    parts.push(link);
-    last = match.index + match[0].length;
-  }
-  parts.push(text.slice(last));
-  return parts.filter((part) => part !== "");
-}
-
-function dayKey(date) {
-  return `${date.getFullYear()}-${date.getMonth()}-${date.getDate()}`;
-}
-
-function dayLabel(date) {
-  const today = new Date();
-  const yesterday = new Date(today.getFullYear(), today.getMonth(), today.getDate() - 1);
-  if (dayKey(date) === dayKey(today)) return "Today";
-  if (dayKey(date) === dayKey(yesterday)) return "Yesterday";
-  const options = { weekday: "long", month: "long", day: "numeric" };
-  if (date.getFullYear() !== today.getFullYear()) options.year = "numeric";
-  return date.toLocaleDateString(undefined, options);
-}
-
-function timeLabel(date) {
-  return date.toLocaleTimeString([], { hour: "numeric", minute: "2-digit" });
 }

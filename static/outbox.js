@@ -3,7 +3,7 @@
 // reconnect, or by the Retry button) the server stores it once. Kept in
 // sessionStorage: a reload of the tab resends what was still pending.
 
-import { readJson } from "./session.js";
+import { readJson, writeJson } from "./storage.js";
 
 export class Outbox {
   constructor(userId) {
@@ -88,7 +88,7 @@ export class Outbox {
   }
 
   save() {
-    sessionStorage.setItem(this.key, JSON.stringify(this.sorted()));
+    writeJson(this.key, this.sorted(), sessionStorage);
   }
 }
 

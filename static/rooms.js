@@ -1,12 +1,13 @@
 // What the page knows about each room. A room's messages are one run of
 // consecutive seqs (the server numbers each room 1, 2, 3... without gaps),
 // so a message is shown at most once and always in order: anything that
-// arrives past a gap waits in `held` until the gap is filled.
+// arrives past a gap waits in `held` until the gap is filled. How far each
+// room was read is shared with the user's other tabs through localStorage.
 
-import { readJson } from "./session.js";
+import { isRoomName } from "./limits.js";
+import { readJson, watchOtherTabs, writeJson } from "./storage.js";
 
-export const DEFAULT_ROOM = "general";
-export const ROOM_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/;
+const DEFAULT_ROOM = "general";
 
 export class Room {
   constructor(name) {
@@ -112,23 +113,30 @@ export class Room {
     return 0;
   }
 
+  /** Everything loaded was seen; true if that is news (a read position never moves back). */
   markRead() {
-    if (this.synced) this.lastRead = this.top;
+    if (!this.synced || (this.lastRead !== null && this.lastRead >= this.top)) return false;
+    this.lastRead = this.top;
+    return true;
   }
 }
 
 /** The rooms the user is in, which one is open, and how far each was read; per user. */
 export class Rooms {
-  constructor(userId) {
+  /** @param {function} readElsewhere  called when another tab has read further */
+  constructor(userId, readElsewhere) {
     this.key = `chatapp.rooms.${userId}`;
     this.map = new Map();
     this.active = null;
     const saved = readJson(this.key) ?? {};
     const names = Array.isArray(saved.rooms) && saved.rooms.length ? saved.rooms : [DEFAULT_ROOM];
     for (const name of names) {
-      if (ROOM_PATTERN.test(name)) this.add(name).lastRead = saved.read?.[name] ?? null;
+      if (isRoomName(name)) this.add(name).lastRead = saved.read?.[name] ?? null;
     }
     this.active = this.map.get(saved.active) ?? this.map.values().next().value ?? null;
+    watchOtherTabs(this.key, (data) => {
+      if (this.adoptReads(data?.read)) readElsewhere();
+    });
   }
 
   get(name) {
@@ -153,12 +161,25 @@ export class Rooms {
     if (this.active?.name === name) this.active = this.list()[0] ?? null;
   }
 
+  /** Take the read positions another tab saved where they are further; true if any was. */
+  adoptReads(read) {
+    let changed = false;
+    for (const room of this.map.values()) {
+      const seq = read?.[room.name];
+      if (Number.isInteger(seq) && (room.lastRead === null || seq > room.lastRead)) {
+        room.lastRead = seq;
+        changed = true;
+      }
+    }
+    return changed;
+  }
+
   save() {
+    this.adoptReads(readJson(this.key)?.read); // never move back what another tab read
     const read = {};
     for (const room of this.map.values()) {
       if (room.lastRead !== null) read[room.name] = room.lastRead;
     }
-    const data = { rooms: [...this.map.keys()], active: this.active?.name, read };
-    localStorage.setItem(this.key, JSON.stringify(data));
+    writeJson(this.key, { rooms: [...this.map.keys()], active: this.active?.name, read });
   }
 }

@@ -1,11 +1,17 @@
-// The search box in the top bar. Enter asks the server (GET /api/search) and
-// lists the hits, best first: room, author, local time, and the text with the
-// query's words marked. What users wrote goes in as text nodes and <mark>
-// elements, never as HTML. Choosing a hit hands it to chat.js, which opens
-// its room at that message. Arrow keys move through the hits, Escape closes.
+// The search box in the top bar. It searches as the user types (after a short
+// pause, or at once on Enter), taking the last word typed as a prefix, so
+// "deploy" finds "deployment" (GET /api/search with "deploy*"). Hits are
+// listed best first: room, author, local time, and the text with the query's
+// words marked; the status says how many of how many matches are shown. What
+// users wrote goes in as text nodes and <mark> elements, never as HTML.
+// Choosing a hit hands it to the room controller, which opens its room at that
+// message. Arrow keys move through the hits, Escape closes.
 
-import { element } from "./messages.js";
+import { element } from "./dom.js";
+import { limits } from "./limits.js";
+import { nameLabel } from "./people.js";
 
+const TYPING_PAUSE_MS = 300; // search once the typing pauses this long
 const EXCERPT_CHARS = 240; // a longer text is cut around its first match
 const EXCERPT_LEAD = 60; // characters kept before that match
 const WORD = /[\p{L}\p{N}\p{M}]+/gu; // what the server's index counts as a word
@@ -19,10 +25,17 @@ export class Search {
     this.panel = document.getElementById("search-results");
     this.status = document.getElementById("search-status");
     this.list = document.getElementById("search-hits");
+    this.input.maxLength = limits.max_search_query_chars;
     this.asked = 0; // numbers the queries: only the latest one's answer is shown
+    this.current = null; // the query sent last, while its answer is on the way or shown
+    this.timer = 0;
     this.form.addEventListener("submit", (event) => {
       event.preventDefault();
       this.run();
+    });
+    this.input.addEventListener("input", () => {
+      clearTimeout(this.timer);
+      this.timer = setTimeout(() => this.run(), TYPING_PAUSE_MS);
     });
     this.form.addEventListener("keydown", (event) => this.key(event));
     this.form.addEventListener("focusout", (event) => {
@@ -34,11 +47,15 @@ export class Search {
   }
 
   async run() {
-    const query = this.input.value.trim();
-    if (!query) {
+    clearTimeout(this.timer);
+    const typed = this.input.value.trim();
+    if (!typed) {
       this.close();
       return;
     }
+    const query = prefixed(this.input.value);
+    if (query === this.current) return; // already asked, and shown or on its way
+    this.current = query;
     const asked = ++this.asked;
     this.list.replaceChildren();
     this.show("Searching…");
@@ -46,16 +63,16 @@ export class Search {
     try {
       answer = await this.hooks.find(query);
     } catch (error) {
-      if (asked === this.asked) this.show(failure(error));
+      if (asked === this.asked) {
+        this.current = null;
+        this.show(failure(error));
+      }
       return;
     }
     if (asked !== this.asked) return; // closed, or another query was asked meanwhile
     const terms = termsOf(query);
     this.list.replaceChildren(...answer.hits.map((hit) => this.item(hit, terms)));
-    const count = answer.hits.length;
-    this.show(count
-      ? `${count} result${count === 1 ? "" : "s"} for “${query}”`
-      : `No messages match “${query}”.`);
+    this.show(summary(answer, typed));
   }
 
   show(text) {
@@ -64,7 +81,9 @@ export class Search {
   }
 
   close() {
+    clearTimeout(this.timer);
     this.asked += 1; // an answer still on its way is not shown
+    this.current = null;
     this.panel.hidden = true;
   }
 
@@ -89,8 +108,7 @@ export class Search {
     const time = element("time", "", when.toLocaleString([], { dateStyle: "medium", timeStyle: "short" }));
     time.dateTime = when.toISOString();
     const meta = element("span", "hit-meta");
-    const author = element("span", "author", hit.user.name);
-    meta.append(element("span", "hit-room", `#${hit.room}`), " ", author, " ", time);
+    meta.append(element("span", "hit-room", `#${hit.room}`), " ", ...nameLabel(hit.user), " ", time);
     const text = element("span", "hit-text");
     text.dir = "auto";
     text.append(...highlighted(excerpt(hit.text, terms), terms));
@@ -107,6 +125,23 @@ export class Search {
     li.append(button);
     return li;
   }
+}
+
+/** "3 results", or "Top 50 of 330" when the server matched more than it listed. */
+function summary(answer, typed) {
+  const shown = answer.hits.length;
+  if (!shown) return `No messages match “${typed}”.`;
+  const total = answer.total ?? shown;
+  if (total <= shown && !answer.total_capped) {
+    return `${shown} result${shown === 1 ? "" : "s"} for “${typed}”`;
+  }
+  return `Top ${shown} of ${total}${answer.total_capped ? "+" : ""} for “${typed}”`;
+}
+
+/** The query as sent: the last word is a prefix while the user may still be typing it. */
+function prefixed(raw) {
+  const query = raw.trim();
+  return /\s$/.test(raw) || query.endsWith("*") ? query : `${query}*`;
 }
 
 function failure(error) {

@@ -1,7 +1,12 @@
-// Who the user is: a guest name or a pasted token, kept in localStorage so a
-// reload stays signed in. Guest tokens are renewed before they expire, always
-// passing the previous one, so the server keeps the same guest id and a
-// message resent after the renewal is still recognised as a duplicate.
+// Who the user is: a guest name or a pasted token. The server keeps the token
+// in an HttpOnly cookie (set by POST /api/guest and POST /api/session), so no
+// URL the page opens ever carries it. The page keeps a copy in localStorage
+// only to renew a guest token before it expires, always passing the previous
+// one, so the server keeps the same guest id and a message resent after the
+// renewal is still recognised as a duplicate.
+
+import { adoptLimits } from "./limits.js";
+import { readJson, writeJson } from "./storage.js";
 
 const STORAGE_KEY = "chatapp.session";
 // Renew a guest token this long before it expires (halfway, for short ones).
@@ -23,31 +28,39 @@ export class Session {
   get kind() { return this.data?.kind ?? null; }
   get user() { return this.data?.user ?? null; }
 
-  headers() {
-    return this.token ? { Authorization: `Bearer ${this.token}` } : {};
-  }
-
   /** True once the token's exp has passed (a token without exp never expires here). */
   expired() {
     const at = this.data?.expiresAt;
     return Boolean(at) && at * 1000 <= Date.now();
   }
 
-  /** Ask the server how one signs in here; forget a session it would no longer accept. */
+  /** Ask the server how one signs in here and its limits; forget a session it would refuse. */
   async loadOptions() {
     const response = await fetch("/api/auth", { cache: "no-store" });
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
     this.options = await response.json();
+    adoptLimits(this.options.limits);
     const usable = this.kind === "guest" ? this.options.guests : this.options.tokens;
     if (this.data && !usable) this.forget();
     return this.options;
   }
 
+  /**
+   * Hand the stored token to the server again as the cookie (a new browser session has
+   * none); false when the server refuses it.
+   */
+  async resume() {
+    const response = await postJson("/api/session", { token: this.token });
+    if (response.status === 401) return false;
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    return true;
+  }
+
   async signInAsGuest(name) {
     const previous = this.kind === "guest" ? this.token : undefined;
-    let response = await postGuest(name, previous);
+    let response = await postJson("/api/guest", previous ? { name, previous } : { name });
     if (response.status === 400 && previous) {
-      response = await postGuest(name); // too old to renew: start as a new guest
+      response = await postJson("/api/guest", { name }); // too old to renew: a new guest
     }
     if (!response.ok) throw new AuthError(await reasonOf(response));
     const body = await response.json();
@@ -58,16 +71,17 @@ export class Session {
     const token = raw.trim();
     const claims = decodeClaims(token);
     if (!claims || typeof claims.sub !== "string") {
-      throw new AuthError("That does not look like a token (three dot-separated parts).");
+      throw new AuthError("That does not look like a token (three parts separated by dots).");
     }
-    // Check it now: a wrong token should be refused here, not by a reconnect loop.
-    const response = await fetch("/api/rooms/general/messages?limit=1", {
-      headers: { Authorization: `Bearer ${token}` },
-      cache: "no-store",
-    });
-    if (response.status === 401) throw new AuthError(await reasonOf(response));
-    const user = { id: claims.sub, name: displayName(claims.name, claims.sub) };
-    this.keep({ token, kind: "token", user, expiresAt: claims.exp ?? null });
+    if (typeof claims.exp === "number" && claims.exp * 1000 <= Date.now()) {
+      throw new AuthError("That token has expired. Please get a new one.");
+    }
+    const response = await postJson("/api/session", { token });
+    if (!response.ok) {
+      throw new AuthError(`The server did not accept that token: ${await reasonOf(response)}.`);
+    }
+    const body = await response.json();
+    this.keep({ token, kind: "token", user: body.user, expiresAt: body.expires_at ?? null });
   }
 
   /** Renew a guest token; false when only the user can sign in again (tokens, refusals). */
@@ -99,7 +113,7 @@ export class Session {
 
   keep(data) {
     this.data = data;
-    localStorage.setItem(STORAGE_KEY, JSON.stringify(data));
+    writeJson(STORAGE_KEY, data);
   }
 
   forget() {
@@ -107,13 +121,20 @@ export class Session {
     this.data = null;
     localStorage.removeItem(STORAGE_KEY);
   }
+
+  /** Sign out: the server drops the cookie, the page forgets the token. */
+  async signOut() {
+    this.forget();
+    await fetch("/api/session", { method: "DELETE" }).catch(() => {});
+  }
 }
 
-function postGuest(name, previous) {
-  return fetch("/api/guest", {
+function postJson(url, body) {
+  return fetch(url, {
     method: "POST",
     headers: { "Content-Type": "application/json" },
-    body: JSON.stringify(previous ? { name, previous } : { name }),
+    body: JSON.stringify(body),
+    cache: "no-store",
   });
 }
 
@@ -125,7 +146,7 @@ async function reasonOf(response) {
   }
 }
 
-/** The claims of a JWT, unverified: only to show a name and know when it expires. */
+/** The claims of a JWT, unverified: only to tell a malformed or expired one at once. */
 function decodeClaims(token) {
   const part = token.split(".")[1];
   if (!part) return null;
@@ -134,18 +155,6 @@ function decodeClaims(token) {
     const text = new TextDecoder().decode(Uint8Array.from(json, (c) => c.charCodeAt(0)));
     const claims = JSON.parse(text);
     return claims && typeof claims === "object" ? claims : null;
-  } catch {
-    return null;
-  }
-}
-
-function displayName(name, fallback) {
-  return typeof name === "string" && name.trim() ? name.trim().split(/\s+/).join(" ") : fallback;
-}
-
-export function readJson(key, storage = localStorage) {
-  try {
-    return JSON.parse(storage.getItem(key) ?? "null");
   } catch {
     return null;
   }

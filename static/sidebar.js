@@ -2,7 +2,8 @@
 // here, who is typing, and the connection state. Lists are updated in place
 // so a keyboard user's focus stays where it was.
 
-import { avatar, element } from "./messages.js";
+import { button, element } from "./dom.js";
+import { avatar, nameLabel } from "./people.js";
 
 const STATES = {
   connecting: "Connecting…",
@@ -58,8 +59,7 @@ export class Sidebar {
   roomItem(name) {
     const li = element("li");
     li.dataset.room = name;
-    const open = element("button", "room");
-    open.type = "button";
+    const open = button("", "room");
     open.dataset.room = name;
     const badge = element("span", "badge");
     const count = element("span", "", "");
@@ -67,8 +67,7 @@ export class Sidebar {
     badge.append(count, element("span", "visually-hidden", ""));
     open.append(element("span", "hash", "#"), element("span", "name", name), badge);
     open.addEventListener("click", () => this.hooks.open(name, true));
-    const leave = element("button", "leave", "×");
-    leave.type = "button";
+    const leave = button("×", "leave");
     leave.title = `Leave #${name}`;
     leave.setAttribute("aria-label", `Leave #${name}`);
     leave.addEventListener("click", () => this.hooks.leave(name));
@@ -89,7 +88,7 @@ export class Sidebar {
     const items = users.map((user) => {
       const li = element("li", "person");
       li.dataset.user = user.id;
-      li.append(avatar(user), element("span", "name", user.name));
+      li.append(avatar(user), ...nameLabel(user, "name"));
       if (user.id === me?.id) li.append(element("span", "you", "(you)"));
       return li;
     });

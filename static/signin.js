@@ -1,7 +1,9 @@
-// The sign-in dialog: a guest name, or a token where the server requires one.
-// The same dialog comes back over the open chat when a session has expired
-// and cannot be renewed silently, so nothing on the page is lost.
+// The sign-in dialog: a guest name, or a token where the server requires one
+// (the dialog says where tokens come from). The same dialog comes back over
+// the open chat when a session has expired and cannot be renewed silently, so
+// nothing on the page is lost.
 
+import { limits } from "./limits.js";
 import { AuthError } from "./session.js";
 
 /** Show the dialog until the user has signed in; resolves once they have. */
@@ -16,6 +18,7 @@ export function signIn(session, message = "") {
   const submit = document.getElementById("sign-in-button");
   const { guests, tokens } = session.options;
 
+  name.maxLength = limits.max_name_chars;
   nameField.hidden = !guests;
   tokenField.hidden = !tokens;
   tokenField.open = !guests; // with guests allowed, the token is the less common way in
@@ -37,10 +40,12 @@ export function signIn(session, message = "") {
         dialog.close();
         resolve();
       } catch (error) {
-        const text = error instanceof AuthError
-          ? error.message
-          : "Cannot reach the server. Please try again.";
-        show(notice, text);
+        const refused = error instanceof AuthError;
+        show(notice, refused ? error.message : "Cannot reach the server. Please try again.");
+        if (refused && token.value.trim()) {
+          token.value = ""; // a refused token is no use: make room for the next one
+          token.focus();
+        }
       } finally {
         submit.disabled = false;
       }

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from conftest import connect_json
-from playwright.async_api import Browser, Locator, Page, Playwright, expect
+from playwright.async_api import Browser, BrowserContext, Locator, Page, Playwright, expect
 from tornado.httpclient import AsyncHTTPClient
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -58,6 +58,28 @@ _MESSAGES_JS = """() => {
 }"""
 
 
+#: An init script that replaces the Notification API with a recorder: what the page shows
+#: lands in ``window.notified``, and ``window.permissionAsked`` counts permission requests.
+NOTIFICATION_SPY = """(() => {
+  const Real = window.Notification;
+  window.notified = [];
+  window.permissionAsked = 0;
+  class Recorded extends EventTarget {
+    constructor(title, options = {}) {
+      super();
+      window.notified.push({ title, body: options.body ?? "" });
+    }
+    close() {}
+    static get permission() { return Real.permission; }
+    static requestPermission() {
+      window.permissionAsked += 1;
+      return Real.requestPermission();
+    }
+  }
+  window.Notification = Recorded;
+})();"""
+
+
 def skip_without_chromium() -> None:
     """Skip when Chromium is not installed, except in CI, where it must be."""
     if not CHROMIUM.exists() and not os.environ.get("CI"):
@@ -93,7 +115,18 @@ class ChatPage:
         ``prepare`` runs before the page loads (routes, event listeners).
         """
         options = {"locale": "en-US", "viewport": {"width": 1100, "height": 720}, **context}
-        chat = cls(await (await browser.new_context(**options)).new_page())
+        return await cls.open_tab(await browser.new_context(**options), url, name, prepare)
+
+    @classmethod
+    async def open_tab(
+        cls,
+        context: BrowserContext,
+        url: str,
+        name: str | None = None,
+        prepare: Callable[[Page], Awaitable[None]] | None = None,
+    ) -> ChatPage:
+        """Open ``url`` in another tab of ``context`` (same cookies and storage: same user)."""
+        chat = cls(await context.new_page())
         if prepare is not None:
             await prepare(chat.page)
         await chat.page.goto(url)
@@ -114,6 +147,29 @@ class ChatPage:
         await expect(self.page.locator("#connection")).to_have_attribute(
             "data-state", "online", timeout=timeout
         )
+
+    async def join(self, room: str) -> None:
+        """Join (or create) a room through the sidebar's form; it opens."""
+        await self.page.fill("#join-room", room)
+        await self.page.press("#join-room", "Enter")
+        await expect(self.page.locator("#room-title")).to_have_text(f"#{room}")
+
+    async def open_room(self, room: str) -> None:
+        """Switch to a room already in the sidebar."""
+        await self.page.locator(f'button.room[data-room="{room}"]').click()
+        await expect(self.page.locator("#room-title")).to_have_text(f"#{room}")
+
+    def unread_badge(self, room: str) -> Locator:
+        """The unread count of a room in the sidebar (hidden when there is none)."""
+        return self.page.locator(f'button.room[data-room="{room}"] .badge')
+
+    def message(self, seq: int) -> Locator:
+        return self.page.locator(f'#messages > li[data-seq="{seq}"]')
+
+    async def page_scroll_top(self) -> float:
+        """How far the document itself is scrolled (only the conversation should scroll)."""
+        top: float = await self.page.evaluate("() => document.scrollingElement.scrollTop")
+        return top
 
     async def send(self, text: str) -> None:
         """Type into the composer and press Enter."""

@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import signal
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
+import jwt
 import pytest
 from chatpage import (
+    NOTIFICATION_SPY,
     RECONNECT_WAIT_MS,
     ChatPage,
     launch_chromium,
@@ -27,7 +32,7 @@ from chatpage import (
     stored_texts,
 )
 from conftest import connect_json, post
-from playwright.async_api import Browser, Page, WebSocketRoute, async_playwright, expect
+from playwright.async_api import Browser, Page, Route, WebSocketRoute, async_playwright, expect
 from procs import Server, spawn_chatapp, wait_ready
 from tornado.ioloop import IOLoop
 from tornado.web import RequestHandler
@@ -61,8 +66,14 @@ def open_chat(browser: Browser) -> Iterator[OpenChat]:
     """Opens chat tabs; afterwards none of them may have thrown a JavaScript error."""
     opened: list[ChatPage] = []
 
-    async def open_(url: str, name: str | None = None, **options: Any) -> ChatPage:
-        chat = await ChatPage.open(browser, url, name, **options)
+    async def open_(
+        url: str, name: str | None = None, tab_of: ChatPage | None = None, **options: Any
+    ) -> ChatPage:
+        """A tab in a browser context of its own, or another tab in ``tab_of``'s."""
+        if tab_of is not None:
+            chat = await ChatPage.open_tab(tab_of.page.context, url, name, **options)
+        else:
+            chat = await ChatPage.open(browser, url, name, **options)
         opened.append(chat)
         return chat
 
@@ -677,8 +688,18 @@ async def test_phone_width_and_dark_mode(http_url, open_chat):
     assert _luminance(text) > 0.8
 
 
+async def screenshot(chat: ChatPage, name: str) -> None:
+    """A picture of the page: written to docs/ only when CHATAPP_SCREENSHOTS=1 asks for it."""
+    picture = await chat.page.screenshot()
+    assert picture.startswith(b"\x89PNG")
+    if os.environ.get("CHATAPP_SCREENSHOTS") == "1":
+        DOCS.mkdir(exist_ok=True)
+        (DOCS / name).write_bytes(picture)
+
+
 async def test_readme_screenshots_show_a_real_conversation(http_url, open_chat):
-    """Writes docs/screenshot.png (desktop, light) and docs/screenshot-phone.png (phone, dark)."""
+    """The README's pictures: desktop in light mode, phone in dark mode (CHATAPP_SCREENSHOTS=1
+    writes them to docs/)."""
     maya = await open_chat(f"{http_url}/", "Maya Chen")
     jonas = await open_chat(f"{http_url}/", "Jonas Berg")
     priya = await open_chat(f"{http_url}/", "Priya Raman")
@@ -706,9 +727,8 @@ async def test_readme_screenshots_show_a_real_conversation(http_url, open_chat):
     await expect(maya.page.locator('button.room[data-room="planning"] .badge')).to_be_visible()
     await priya.page.locator("#text").press_sequentially("Sounds")
     await expect(maya.page.locator("#typing")).to_have_text("Priya Raman is typing…")
-    DOCS.mkdir(exist_ok=True)
     await maya.page.mouse.move(700, 560)  # no hover effects in the picture
-    await maya.page.screenshot(path=DOCS / "screenshot.png")
+    await screenshot(maya, "screenshot.png")
 
     sam = await open_chat(
         f"{http_url}/",
@@ -720,9 +740,8 @@ async def test_readme_screenshots_show_a_real_conversation(http_url, open_chat):
     await sam.wait_for_texts(shown)
     await sam.send("Just landed, catching up now!")
     await expect(sam.item("catching up")).to_have_attribute("data-status", "sent")
-    await sam.page.screenshot(path=DOCS / "screenshot-phone.png")
-    for name in ("screenshot.png", "screenshot-phone.png"):
-        assert (DOCS / name).read_bytes().startswith(b"\x89PNG")
+    await sam.page.mouse.move(200, 700)  # off the messages: no hover effects in the picture
+    await screenshot(sam, "screenshot-phone.png")
 
 
 # --- search ----------------------------------------------------------------
@@ -873,3 +892,502 @@ async def test_no_hits_is_said_and_escape_closes_at_phone_width_in_dark_mode(
     await expect(box).to_be_focused()
     await expect(box).to_have_value("<script>window.pwned=1</script>")
     await expect(page.locator("#text")).to_be_in_viewport()
+
+
+# --- reading: scrolling, read positions, tabs ---------------------------------------
+
+
+async def test_coming_back_to_unread_messages_scrolls_only_the_conversation(
+    ws_url, http_url, open_chat
+):
+    """The page goes to the "New messages" line inside the conversation; the page itself,
+    with its top bar and composer, never scrolls."""
+    await seed(ws_url, [f"earlier {i}" for i in range(1, 41)])  # one author: grouped messages
+    chat = await open_chat(f"{http_url}/", "Reader", viewport={"width": 900, "height": 600})
+    await expect(chat.items.last).to_contain_text("earlier 40")
+    await chat.join("elsewhere")
+    await seed(ws_url, [f"unread {i}" for i in range(1, 31)])
+    await expect(chat.unread_badge("general")).to_have_attribute("data-count", "30")
+
+    await chat.open_room("general")
+    await expect(chat.item("unread 1").locator(".new-marker")).to_be_in_viewport()
+    assert await chat.page_scroll_top() == 0
+    for part in (".topbar", "#composer", "#sidebar"):
+        await expect(chat.page.locator(part)).to_be_in_viewport(ratio=1)
+
+
+#: Four lines each: four of them do not fit under the "New messages" line at once.
+_TALL = "\n".join(["line"] * 4)
+
+
+async def test_how_far_a_room_was_read_is_kept_from_the_first_visit(ws_url, http_url, open_chat):
+    """Read a room, close the page, four messages arrive: reopened, they are new and counted."""
+    await seed(ws_url, ["already here"])
+    chat = await open_chat(f"{http_url}/", "Reader", viewport={"width": 900, "height": 420})
+    await chat.wait_for_texts(["already here"])
+    context = chat.page.context
+    await chat.page.close()
+    await seed(ws_url, [f"new {i}\n{_TALL}" for i in range(1, 5)])
+
+    again = await open_chat(f"{http_url}/", tab_of=chat)
+    assert again.page.context is context
+    await again.online()
+    await expect(again.item("new 1").locator(".new-marker")).to_have_text("New messages")
+    await expect(again.page.locator("#jump")).to_have_text("↓ 4 new messages")
+    await expect(again.page).to_have_title("(4) #general · chatapp")
+    assert await again.page_scroll_top() == 0
+
+    await again.page.locator("#jump").click()  # scrolled to the bottom: read, and kept
+    await expect(again.page).to_have_title("#general · chatapp")
+    await again.page.reload()
+    await again.online()
+    await again.wait_for_texts(["already here", *(f"new {i}\n{_TALL}" for i in range(1, 5))])
+    await expect(again.page.locator(".new-marker")).to_have_count(0)
+
+
+async def test_reading_in_one_tab_clears_the_unread_count_in_the_other(http_url, open_chat):
+    """Two tabs of one browser: what one of them reads is no longer unread in the other."""
+    alice = await open_chat(f"{http_url}/", "Alice")
+    await alice.join("team")
+    await alice.open_room("general")
+    second = await open_chat(f"{http_url}/", tab_of=alice)
+    await second.online()
+    await expect(second.page.locator("#room-title")).to_have_text("#general")
+    bob = await open_chat(f"{http_url}/", "Bob")
+    await bob.join("team")
+    for text in ("one", "two", "three"):
+        await bob.send(text)
+    for tab in (alice, second):
+        await expect(tab.unread_badge("team")).to_have_attribute("data-count", "3")
+
+    await alice.open_room("team")
+    await alice.wait_for_texts(["one", "two", "three"])
+    await expect(second.unread_badge("team")).to_be_hidden()
+    await expect(second.page).to_have_title("#general · chatapp")
+
+
+# --- how messages and people are shown ------------------------------------------------
+
+
+async def test_links_keep_balanced_parentheses_and_www_addresses_are_linked(
+    ws_url, http_url, open_chat
+):
+    """A link runs to its closing parenthesis when it has the opening one, and stops before
+    punctuation; www. addresses become https links."""
+    texts = [
+        "See https://en.wikipedia.org/wiki/Chat_(software).",
+        "(docs at www.example.com/guide)",
+        "both https://example.com/a_(b)_c, and https://example.com/x)",
+    ]
+    await seed(ws_url, texts)
+    chat = await open_chat(f"{http_url}/", "Reader")
+    await chat.wait_for_texts(texts)
+    links = await chat.page.eval_on_selector_all(
+        "#messages .text a", "(links) => links.map((a) => [a.textContent, a.href, a.rel])"
+    )
+    rel = "noopener noreferrer nofollow"
+    assert links == [
+        [
+            "https://en.wikipedia.org/wiki/Chat_(software)",
+            "https://en.wikipedia.org/wiki/Chat_(software)",
+            rel,
+        ],
+        ["www.example.com/guide", "https://www.example.com/guide", rel],
+        ["https://example.com/a_(b)_c", "https://example.com/a_(b)_c", rel],
+        ["https://example.com/x", "https://example.com/x", rel],
+    ]
+
+
+async def test_guests_with_the_same_name_are_told_apart(http_url, open_chat):
+    """Two guests called Ann carry different tags from their ids, and their ids on hover."""
+    first = await open_chat(f"{http_url}/", "Ann")
+    second = await open_chat(f"{http_url}/", "Ann")
+    bob = await open_chat(f"{http_url}/", "Bob")
+    await first.send("from the first Ann")
+    await bob.wait_for_texts(["from the first Ann"])
+    await second.send("from the second Ann")
+    await bob.wait_for_texts(["from the first Ann", "from the second Ann"])
+
+    headers = await bob.page.eval_on_selector_all(
+        "#messages > li.message",
+        """(items) => items.map((li) => ({
+             user: li.dataset.user,
+             name: li.querySelector(".author").textContent,
+             title: li.querySelector(".author").title,
+             tag: li.querySelector(".meta .guest-tag").textContent,
+           }))""",
+    )
+    assert [h["name"] for h in headers] == ["Ann", "Ann"]
+    assert headers[0]["user"] != headers[1]["user"]
+    for header in headers:
+        assert header["user"].startswith("guest:")
+        assert header["title"] == header["user"]
+        assert header["tag"] == f"guest·{header['user'].removeprefix('guest:')[:4]}"
+    assert headers[0]["tag"] != headers[1]["tag"]
+    people = bob.page.locator("#people .person")
+    await expect(people).to_have_count(3)
+    tags = await bob.page.locator("#people .person .guest-tag").all_text_contents()
+    assert {headers[0]["tag"], headers[1]["tag"]} < set(tags) and len(set(tags)) == 3
+
+
+async def test_right_to_left_text_is_aligned_right(ws_url, http_url, open_chat):
+    """Hebrew or Arabic text runs right to left, aligned to the right edge."""
+    await seed(ws_url, ["שלום לכולם, מה שלומכם?", "left to right"])
+    chat = await open_chat(f"{http_url}/", "Reader")
+    await chat.wait_for_texts(["שלום לכולם, מה שלומכם?", "left to right"])
+    boxes = await chat.page.eval_on_selector_all(
+        "#messages > li.message .body",
+        """(bodies) => bodies.map((body) => {
+             const outer = body.getBoundingClientRect();
+             const text = body.querySelector(".text").getBoundingClientRect();
+             return {dir: getComputedStyle(body).direction,
+                     left: text.left - outer.left, right: outer.right - text.right};
+           })""",
+    )
+    rtl, ltr = boxes
+    assert rtl["dir"] == "rtl" and ltr["dir"] == "ltr"
+    assert rtl["right"] == pytest.approx(0, abs=1) and rtl["left"] > 100
+    assert ltr["left"] == pytest.approx(0, abs=1) and ltr["right"] > 100
+
+
+_RENDER_JS = """async ([text, me]) => {
+  const { renderText } = await import("/static/richtext.js");
+  const box = document.createElement("div");
+  box.append(renderText(text, me));
+  return box.innerHTML;
+}"""
+
+_MARKDOWN = [
+    (
+        "**bold**, *em*, _em_ and `x < y`",
+        "<strong>bold</strong>, <em>em</em>, <em>em</em> and <code>x &lt; y</code>",
+    ),
+    ("***both***", "<strong><em>both</em></strong>"),
+    ("**a *b* c**", "<strong>a <em>b</em> c</strong>"),
+    ("**unterminated and *open", "**unterminated and *open"),
+    ("snake_case_name, 2 * 3 * 4, ** x **", "snake_case_name, 2 * 3 * 4, ** x **"),
+    ("`**not bold**` and `` a ` b ``", "<code>**not bold**</code> and <code> a ` b </code>"),
+    ("an ` alone", "an ` alone"),
+    (
+        "```\n<b>code</b> **as is**\n```\nafter",
+        '<pre dir="ltr"><code>&lt;b&gt;code&lt;/b&gt; **as is**</code></pre>after',
+    ),
+    ("```js\nnever closed\n**x**", '<pre dir="ltr"><code>never closed\n**x**</code></pre>'),
+    (
+        "> quoted *text*\n> > nested\nafter",
+        "<blockquote>quoted <em>text</em><blockquote>nested</blockquote></blockquote>after",
+    ),
+    ("<script>alert(1)</script>", "&lt;script&gt;alert(1)&lt;/script&gt;"),
+    (
+        '*<img src=x onerror="window.pwned=1">*',
+        '<em>&lt;img src=x onerror="window.pwned=1"&gt;</em>',
+    ),
+    ("[x](javascript:alert(1))", "[x](javascript:alert(1))"),
+    (
+        "hi @Ann, @annie and ann@example.com",
+        'hi <span class="mention me">@Ann</span>, <span class="mention">@annie</span>'
+        " and ann@example.com",
+    ),
+    (
+        "*see https://example.com/a_b_*",
+        '<em>see <a href="https://example.com/a_b" target="_blank"'
+        ' rel="noopener noreferrer nofollow">https://example.com/a_b</a>_</em>',
+    ),
+]
+
+
+async def test_markdown_is_rendered_into_safe_nodes(http_url, open_chat):
+    """Emphasis, code, code blocks, quotes and mentions become elements; everything else,
+    hostile markup and unmatched markers included, stays text."""
+    chat = await open_chat(f"{http_url}/", "Ann")
+    for text, html in _MARKDOWN:
+        assert await chat.page.evaluate(_RENDER_JS, [text, "Ann"]) == html, text
+    for hostile in ("*" * 4000, "_a" * 2000, "> " * 2000 + "deep", "`" * 3999, "**a" * 1300):
+        rendered = await chat.page.evaluate(_RENDER_JS, [hostile, "Ann"])
+        assert "<script" not in rendered
+    assert await chat.page.evaluate("() => window.pwned") is None
+
+    await chat.send("**Deploy** is `done`\n> as *planned*")
+    item = chat.item("Deploy")
+    await expect(item.locator(".text strong")).to_have_text("Deploy")
+    await expect(item.locator(".text code")).to_have_text("done")
+    await expect(item.locator(".text blockquote em")).to_have_text("planned")
+
+
+# --- search ------------------------------------------------------------------------------
+
+
+async def test_search_runs_as_you_type_with_a_prefix_and_says_how_many_match(
+    ws_url, http_url, open_chat
+):
+    """Typing "deploy" (no Enter) finds "deployment"; the status tells the hits from the total."""
+    await seed(ws_url, [f"deployment step {i}" for i in range(1, 121)] + ["unrelated"])
+    searched: list[str] = []
+
+    async def watch(page: Page) -> None:
+        page.on("request", lambda r: "/api/search" in r.url and searched.append(r.url))
+
+    chat = await open_chat(f"{http_url}/", "Reader", prepare=watch)
+    await expect(chat.items.last).to_contain_text("unrelated")
+    await chat.page.locator("#search").press_sequentially("deploy")
+    await expect(chat.page.locator("#search-status")).to_have_text("Top 100 of 120 for “deploy”")
+    hits = chat.page.locator("#search-hits .hit")
+    await expect(hits).to_have_count(100)
+    await expect(hits.first.locator("mark")).to_have_text(["deployment"])
+    assert parse_qs(urlsplit(searched[-1]).query)["q"] == ["deploy*"]
+
+    await chat.page.locator("#search").fill("step 7 ")  # a space ends the word: exact words
+    await expect(chat.page.locator("#search-status")).to_have_text("1 result for “step 7”")
+
+
+# --- tokens: sign-in, cookies, URLs -----------------------------------------------------
+
+
+async def test_a_refused_token_is_explained_cleared_and_where_tokens_come_from_is_said(
+    serve, open_chat
+):
+    """On a token-only server an expired or foreign token gets a plain explanation in a box
+    aligned with the field, which is emptied for the next token."""
+    port = await serve(jwt_secret=SECRET)
+    chat = await open_chat(f"http://127.0.0.1:{port}/")
+    page = chat.page
+    await expect(page.locator("#token-help")).to_contain_text("identity service")
+    await expect(page.locator("#token-help")).to_contain_text("python -m chatapp token")
+    message, field = page.locator("#sign-in-message"), page.locator("#token")
+
+    expired = jwt.encode({"sub": "alice", "exp": int(time.time()) - 60}, SECRET, "HS256")
+    await chat.sign_in_with_token(expired)
+    await expect(message).to_have_text("That token has expired. Please get a new one.")
+    await expect(field).to_have_value("")
+    await expect(field).to_be_focused()
+    box, input_box = await message.bounding_box(), await field.bounding_box()
+    assert box is not None and input_box is not None
+    assert box["x"] == pytest.approx(input_box["x"], abs=1)
+    assert box["width"] == pytest.approx(input_box["width"], abs=1)
+
+    foreign = mint_token("another-secret-that-is-long-enough-for-hs256", "eve", "Eve", 60)
+    await chat.sign_in_with_token(foreign)
+    await expect(message).to_contain_text("The server did not accept that token")
+    await expect(field).to_have_value("")
+
+    await chat.sign_in_with_token(mint_token(SECRET, "alice", "Alice", 3600))
+    await chat.online()
+
+
+async def test_a_pasted_token_signs_in_through_an_http_only_cookie(serve, open_chat):
+    """The token becomes an HttpOnly cookie: it carries the socket, survives a reload,
+    and signing out removes it."""
+    port = await serve(jwt_secret=SECRET)
+    chat = await open_chat(f"http://127.0.0.1:{port}/")
+    await chat.sign_in_with_token(mint_token(SECRET, "alice", "Alice", 3600))
+    await chat.online()
+    await chat.send("signed in by cookie")
+    await expect(chat.item("signed in by cookie")).to_have_attribute("data-status", "sent")
+    [cookie] = [c for c in await chat.page.context.cookies() if c["name"] == "chatapp_token"]
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/"
+    assert "chatapp_token" not in await chat.page.evaluate("() => document.cookie")
+
+    await chat.page.context.clear_cookies()  # as after a browser restart: the page sets it again
+    await chat.page.reload()
+    await chat.online()
+    await expect(chat.page.locator("#sign-in")).to_be_hidden()
+    await chat.wait_for_texts(["signed in by cookie"])
+
+    await chat.page.get_by_role("button", name="Sign out").click()
+    await expect(chat.page.locator("#sign-in")).to_be_visible()
+    cookies = await chat.page.context.cookies()
+    assert not [c for c in cookies if c["name"] == "chatapp_token"]
+
+
+async def test_no_url_the_page_opens_carries_a_token(ws_url, http_url, open_chat, monkeypatch):
+    """Sockets, scrollback, search and guest renewals: no address has ``token=`` in it."""
+    monkeypatch.setattr(auth, "GUEST_TOKEN_TTL", 3)
+    await seed(ws_url, [f"older {i}" for i in range(1, 121)])
+    opened: list[str] = []
+
+    async def watch(page: Page) -> None:
+        page.on("request", lambda request: opened.append(request.url))
+        page.on("websocket", lambda socket: opened.append(socket.url))
+
+    chat = await open_chat(f"{http_url}/", "Gus", prepare=watch)
+    await expect(chat.items.last).to_contain_text("older 120")
+    await chat.page.evaluate(_SCROLL_TO_TOP_JS)  # an older page over HTTP
+    await chat.page.wait_for_function(_FIRST_SEQ_BELOW_JS, arg=71)
+    await chat.page.locator("#search").fill("older 7")
+    await expect(chat.page.locator("#search-status")).to_contain_text("for “older 7”")
+    await chat.page.wait_for_event("websocket")  # the token ran out: renewed, reconnected
+    await chat.online()
+    await chat.send("after the renewal")
+    await expect(chat.item("after the renewal")).to_have_attribute("data-status", "sent")
+
+    assert any("/ws?" in url for url in opened) and any("before=" in url for url in opened)
+    assert any("/api/guest" in url for url in opened)
+    assert [url for url in opened if "token=" in url] == []
+
+
+# --- rooms: the directory, links to messages ----------------------------------------------
+
+
+async def test_the_directory_lists_rooms_by_activity_and_joins_one(ws_url, http_url, open_chat):
+    """Browse shows the rooms with recent activity first, and who is connected; a click joins."""
+    await seed(ws_url, ["alpha news"], room="alpha")
+    await seed(ws_url, ["beta news"], room="beta")
+    chat = await open_chat(f"{http_url}/", "Reader")
+    await chat.page.get_by_role("button", name="Browse all rooms").click()
+    directory = chat.page.locator("#directory")
+    await expect(directory).to_be_visible()
+    rooms = directory.locator(".directory-room")
+    await expect(rooms.locator(".name")).to_have_text(["#beta", "#alpha", "#general"])
+    await expect(rooms.locator(".activity")).to_have_text(
+        [re.compile("last message"), re.compile("last message"), "no messages yet"]
+    )
+    await expect(rooms.locator(".members")).to_have_text(
+        ["0 connected", "0 connected", "1 connected"]
+    )
+
+    await rooms.filter(has_text="#alpha").click()
+    await expect(directory).to_be_hidden()
+    await expect(chat.page.locator("#room-title")).to_have_text("#alpha")
+    await chat.wait_for_texts(["alpha news"])
+    await expect(chat.page.locator('button.room[data-room="alpha"]')).to_be_visible()
+
+
+async def test_a_link_to_a_message_opens_the_room_there(ws_url, http_url, open_chat):
+    """ "Copy link" gives /#room/seq; opening it pages back to that message and lights it."""
+    await seed(ws_url, [f"entry {i}" for i in range(1, 151)])
+    alice = await open_chat(
+        f"{http_url}/", "Alice", permissions=["clipboard-read", "clipboard-write"]
+    )
+    newest = alice.message(150)
+    await expect(newest).to_be_visible()
+    await newest.hover()
+    await newest.get_by_role("button", name="Copy link to message").click()
+    await expect(alice.page.locator("#notice")).to_have_text("Link to the message copied.")
+    assert await alice.page.evaluate("() => navigator.clipboard.readText()") == (
+        f"{http_url}/#general/150"
+    )
+
+    bob = await open_chat(f"{http_url}/#general/12", "Bob", viewport={"width": 900, "height": 600})
+    found = bob.message(12)
+    await expect(found).to_be_in_viewport()
+    await expect(found).to_have_class(_FOUND)
+    await expect(found).to_be_focused()
+    assert await bob.page_scroll_top() == 0
+    await bob.page.evaluate("() => { location.hash = '#general/140'; }")
+    await expect(bob.message(140)).to_have_class(_FOUND)
+
+
+# --- mentions and notifications ------------------------------------------------------------
+
+_HIDE_TAB_JS = """(hidden) => {
+  Object.defineProperty(document, "visibilityState",
+                        {configurable: true, get: () => (hidden ? "hidden" : "visible")});
+  document.dispatchEvent(new Event("visibilitychange"));
+}"""
+
+
+async def notified(chat: ChatPage) -> list[dict[str, str]]:
+    shown: list[dict[str, str]] = await chat.page.evaluate("() => window.notified")
+    return shown
+
+
+async def test_mentions_are_lit_and_notified_unless_the_room_is_muted(http_url, open_chat):
+    """A mention is highlighted and notified; other messages only while the tab is hidden."""
+
+    async def spy(page: Page) -> None:
+        await page.add_init_script(NOTIFICATION_SPY)
+
+    alice = await open_chat(f"{http_url}/", "Alice", prepare=spy, permissions=["notifications"])
+    await expect(alice.page.locator("#alerts-on")).to_be_hidden()
+    await expect(alice.page.locator("#alerts-state")).to_contain_text("On for mentions")
+    bob = await open_chat(f"{http_url}/", "Bob")
+
+    await bob.send("@alice can you look?")
+    await alice.wait_for_texts(["@alice can you look?"])
+    bob_tag = await alice.item("can you look").locator(".guest-tag").text_content()
+    await expect(alice.item("can you look").locator(".mention.me")).to_have_text("@alice")
+    await expect(bob.item("can you look").locator(".mention")).not_to_have_class(
+        re.compile(r"\bme\b")
+    )
+    await bob.send("nothing for Alice here")
+    await alice.wait_for_texts(["@alice can you look?", "nothing for Alice here"])
+    [note] = await notified(alice)
+    assert note["body"] == "@alice can you look?"
+    assert note["title"] == f"Bob ({bob_tag}) in #general"
+
+    await alice.page.evaluate(_HIDE_TAB_JS, True)
+    await bob.send("while you are away")
+    await alice.wait_for_texts(
+        ["@alice can you look?", "nothing for Alice here", "while you are away"]
+    )
+    assert [n["body"] for n in await notified(alice)][-1] == "while you are away"
+
+    await alice.page.get_by_label("Mute #general").check()
+    await bob.send("@alice muted now")
+    await expect(alice.item("muted now").locator(".mention.me")).to_have_count(1)
+    assert len(await notified(alice)) == 2
+    await alice.page.reload()  # the mute is remembered
+    await alice.online()
+    await expect(alice.page.get_by_label("Mute #general")).to_be_checked()
+
+
+async def test_notification_permission_is_asked_only_from_a_click(http_url, open_chat):
+    """Loading the page never asks; the sidebar's button does, once clicked."""
+
+    async def spy(page: Page) -> None:
+        await page.add_init_script(NOTIFICATION_SPY)
+
+    chat = await open_chat(f"{http_url}/", "Kim", prepare=spy)
+    enable = chat.page.get_by_role("button", name="Turn on desktop notifications")
+    await expect(enable).to_be_visible()
+    assert await chat.page.evaluate("() => window.permissionAsked") == 0
+    await enable.click()
+    await chat.page.wait_for_function("() => window.permissionAsked === 1")
+
+
+# --- the server's limits ---------------------------------------------------------------------
+
+
+async def test_the_page_paces_its_frames_to_the_servers_rate_limit(serve, open_chat):
+    """With --rate-limit 5, twenty quick messages (and their typing notices) all go through
+    without one rate_limited error: the page paces itself by the published rate."""
+    port = await serve(rate_limit=5)
+    received: list[str] = []
+
+    async def watch(page: Page) -> None:
+        page.on("websocket", lambda ws: ws.on("framereceived", lambda f: received.append(f)))
+
+    chat = await open_chat(f"http://127.0.0.1:{port}/", "Quick", prepare=watch)
+    texts = [f"quick {i}" for i in range(20)]
+    for text in texts:
+        await chat.send(text)
+    await chat.wait_for_texts(texts, timeout=RECONNECT_WAIT_MS)
+    await expect(chat.item("quick 19")).to_have_attribute("data-status", "sent")
+    assert not [frame for frame in received if "rate_limited" in str(frame)]
+
+
+async def test_the_page_follows_the_published_room_pattern_and_text_limit(http_url, open_chat):
+    """Room names and the length counter come from GET /api/auth, not from the page."""
+
+    async def stricter(page: Page) -> None:
+        async def change(route: Route) -> None:
+            response = await route.fetch()
+            body = await response.json()
+            body["limits"].update(room_pattern="[a-z]{1,7}", max_text_chars=10)
+            await route.fulfill(response=response, json=body)
+
+        await page.route("**/api/auth", change)
+
+    chat = await open_chat(f"{http_url}/", "Lee", prepare=stricter)
+    page = chat.page
+    await expect(page.locator("#counter")).to_have_text("0 / 10")
+    await page.fill("#text", "eleven char")
+    await expect(page.locator("#counter")).to_have_text("11 / 10: 1 too many")
+    await expect(page.locator("#send")).to_be_disabled()
+
+    await page.fill("#join-room", "far-too-long")  # the server itself would take it
+    await page.press("#join-room", "Enter")
+    message = await page.eval_on_selector("#join-room", "(field) => field.validationMessage")
+    assert message == "“far-too-long” is not a room name this server accepts."
+    await expect(page.locator("button.room")).to_have_count(1)
+    await chat.join("short")

@@ -1,18 +1,37 @@
-"""HTTP endpoints: REST scrollback, health and metrics."""
+"""HTTP endpoints: REST scrollback, the room directory, published limits, health and metrics."""
 
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from contextlib import closing
+from datetime import timedelta
 
 import pytest
+from chatdata import T0, msg
 from conftest import connect_json, post
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
+from chatapp.auth.tokens import MAX_NAME_CHARS, mint_token
+from chatapp.errors import CloseCode
+from chatapp.limits import (
+    DEFAULT_HISTORY_LIMIT,
+    DEFAULT_SEARCH_LIMIT,
+    MAX_HISTORY_LIMIT,
+    MAX_SEARCH_LIMIT,
+    MAX_SEARCH_QUERY_CHARS,
+    MAX_TEXT_CHARS,
+    MIN_RATE_BURST,
+    ROOM_NAME_PATTERN,
+)
+from chatapp.model import RoomActivity
 
-async def get_json(url: str) -> dict:
-    response = await AsyncHTTPClient().fetch(url)
+SECRET = "a-test-secret-that-is-long-enough-for-hs256"
+
+
+async def get_json(url: str, headers: dict[str, str] | None = None) -> dict:
+    response = await AsyncHTTPClient().fetch(url, headers=headers)
     assert response.headers["Content-Type"].startswith("application/json")
     return json.loads(response.body)
 
@@ -100,3 +119,105 @@ async def test_metrics_count_traffic_errors_batches_and_latency(ws_url, http_url
     assert sample(lines, "chatapp_commit_seconds_count") == 1
     assert sample(lines, "chatapp_fanout_seconds_count") >= 1
     assert sample(lines, "chatapp_slow_consumers_total") == 0
+
+
+# --- the room directory ------------------------------------------------------
+
+
+async def test_room_activity_lists_rooms_by_newest_message(store):
+    """One query gives each room's newest seq and time, the most recently active first."""
+    await store.append([msg("old", "a", at=T0), msg("old", "b", at=T0 + timedelta(minutes=1))])
+    await store.append([msg("new", "c", at=T0 + timedelta(hours=1))])
+    await store.append([msg("gone", "d", at=T0 + timedelta(hours=2))])
+    assert await store.prune("gone", T0 + timedelta(days=1), 10) == 1
+    assert await store.room_activity() == [
+        RoomActivity("new", 1, T0 + timedelta(hours=1)),
+        RoomActivity("old", 2, T0 + timedelta(minutes=1)),
+        RoomActivity("gone", 1, None),
+    ]
+
+
+async def newest_ts(http_url: str, room: str) -> str:
+    page = await get_json(f"{http_url}/api/rooms/{room}/messages?limit=1")
+    ts: str = page["messages"][-1]["ts"]
+    return ts
+
+
+async def test_rooms_endpoint_lists_activity_and_members_present(serve, db_url):
+    """``GET /api/rooms``: rooms by last activity with members here now, on both databases."""
+    port = await serve(db_url=db_url)
+    ws_url, http_url = f"ws://127.0.0.1:{port}", f"http://127.0.0.1:{port}"
+    writer, _, _ = await connect_json(ws_url, "?room=quiet")
+    await post(writer, "first", room="quiet")
+    await writer.send({"type": "join", "room": "busy"})
+    await writer.expect("history")
+    await connect_json(ws_url, "?room=busy")
+    await post(writer, "one", room="busy")
+    await post(writer, "two", room="busy")
+    await connect_json(ws_url, "?room=waiting")  # present, but nobody wrote there yet
+
+    body = await get_json(f"{http_url}/api/rooms")
+    assert body == {
+        "rooms": [
+            {
+                "name": "busy",
+                "last_activity": await newest_ts(http_url, "busy"),
+                "last_seq": 2,
+                "members": 2,
+            },
+            {
+                "name": "quiet",
+                "last_activity": await newest_ts(http_url, "quiet"),
+                "last_seq": 1,
+                "members": 1,
+            },
+            {"name": "waiting", "last_activity": None, "last_seq": 0, "members": 1},
+        ]
+    }
+
+
+async def test_rooms_endpoint_keeps_to_the_rooms_a_token_allows(serve):
+    """A token's ``rooms`` claim filters the directory; no token where one is required: 401."""
+    port = await serve(jwt_secret=SECRET)
+    ws_url, http_url = f"ws://127.0.0.1:{port}", f"http://127.0.0.1:{port}"
+    everywhere = {"Authorization": f"Bearer {mint_token(SECRET, 'u-admin', 'Admin', 60)}"}
+    writer, _, _ = await connect_json(ws_url, "?room=team-a", everywhere)
+    for room in ("team-b", "ops"):
+        await writer.send({"type": "join", "room": room})
+        await writer.expect("history")
+    for room in ("team-a", "team-b", "ops"):
+        await post(writer, f"hello {room}", room=room)
+
+    limited = mint_token(SECRET, "u-1", "Ada", 60, rooms=["team-*"])
+    body = await get_json(f"{http_url}/api/rooms", {"Authorization": f"Bearer {limited}"})
+    assert sorted(room["name"] for room in body["rooms"]) == ["team-a", "team-b"]
+    with pytest.raises(HTTPClientError) as caught:
+        await get_json(f"{http_url}/api/rooms")
+    assert caught.value.code == 401
+
+
+# --- published limits ---------------------------------------------------------
+
+
+async def test_auth_options_publish_the_servers_limits(serve):
+    """``GET /api/auth`` carries the limits clients must respect, from the server's own values."""
+    port = await serve(rate_limit=3)
+    body = await get_json(f"http://127.0.0.1:{port}/api/auth")
+    assert body["guests"] is True and body["tokens"] is False
+    limits = body["limits"]
+    assert limits == {
+        "room_pattern": ROOM_NAME_PATTERN,
+        "max_text_chars": MAX_TEXT_CHARS,
+        "max_name_chars": MAX_NAME_CHARS,
+        "default_history_limit": DEFAULT_HISTORY_LIMIT,
+        "max_history_limit": MAX_HISTORY_LIMIT,
+        "default_search_limit": DEFAULT_SEARCH_LIMIT,
+        "max_search_limit": MAX_SEARCH_LIMIT,
+        "max_search_query_chars": MAX_SEARCH_QUERY_CHARS,
+        "rate_limit": 3,
+        "rate_burst": MIN_RATE_BURST,
+        "close_codes": {code.name.lower(): code.value for code in CloseCode},
+    }
+    assert limits["close_codes"]["token_expired"] == 4001
+    assert re.fullmatch(limits["room_pattern"], "team-1.x")
+    assert not re.fullmatch(limits["room_pattern"], ".hidden")

@@ -13,13 +13,15 @@ import stat
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 import jwt
 import pytest
 from conftest import Client, connect_json, open_client, post
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPResponse
 
 from chatapp.errors import ConfigError
 from chatapp.server import build
@@ -255,7 +257,7 @@ async def test_guest_sign_in_mints_a_token_that_names_the_guest(serve, settings)
     port = await serve(jwt_secret=None)
     http_url = f"http://127.0.0.1:{port}"
     options = json.loads((await AsyncHTTPClient().fetch(f"{http_url}/api/auth")).body)
-    assert options == {"guests": True, "tokens": False}
+    assert (options["guests"], options["tokens"]) == (True, False)
     session = await sign_in(http_url, {"name": "  Grace   Hopper "})
     assert session["user"]["name"] == "Grace Hopper"
     assert session["user"]["id"].startswith("guest:")
@@ -274,6 +276,98 @@ async def test_renewing_a_guest_token_keeps_the_guest_id(serve):
     assert renewed["user"]["id"] == first["user"]["id"]
     fresh = await sign_in(http_url, {"name": "Ann"})
     assert fresh["user"]["id"] != first["user"]["id"]
+
+
+def cookie_of(response: HTTPResponse) -> dict[str, str]:
+    """The ``chatapp_token`` Set-Cookie of a response: its value and attributes, lower-cased."""
+    [header] = [
+        h for h in response.headers.get_list("Set-Cookie") if h.startswith("chatapp_token=")
+    ]
+    name_value, *attributes = (part.strip() for part in header.split(";"))
+    cookie = {"value": name_value.partition("=")[2]}
+    for attribute in attributes:
+        key, _, value = attribute.partition("=")
+        cookie[key.lower()] = value
+    return cookie
+
+
+async def test_guest_sign_in_also_sets_an_http_only_strict_cookie(serve):
+    """The guest token comes back as an HttpOnly, SameSite=Strict cookie a socket accepts."""
+    port = await serve(jwt_secret=None)
+    response = await AsyncHTTPClient().fetch(
+        f"http://127.0.0.1:{port}/api/guest", method="POST", body=json.dumps({"name": "Ann"})
+    )
+    cookie = cookie_of(response)
+    assert cookie["value"] == json.loads(response.body)["token"]
+    assert (cookie["path"], cookie["samesite"]) == ("/", "Strict")
+    assert "httponly" in cookie and "secure" not in cookie  # plain http: a Secure one is lost
+    headers = {"Cookie": f"chatapp_token={cookie['value']}"}
+    _, hello, _ = await connect_json(f"ws://127.0.0.1:{port}", "", headers)
+    assert hello["user"]["name"] == "Ann"
+
+
+async def test_the_cookie_is_secure_when_the_client_used_https(serve):
+    """Behind a trusted proxy that says the client used https, the cookie is Secure."""
+    port = await serve(jwt_secret=None, trusted_proxy=True)
+    response = await AsyncHTTPClient().fetch(
+        f"http://127.0.0.1:{port}/api/guest",
+        method="POST",
+        body=json.dumps({"name": "Ann"}),
+        headers={"X-Forwarded-Proto": "https"},
+    )
+    assert "secure" in cookie_of(response)
+
+
+async def test_a_session_is_opened_with_a_valid_token_and_closed_again(http_url, ws_url):
+    """``POST /api/session`` checks a token and sets the cookie; ``DELETE`` clears it."""
+    client, pasted = AsyncHTTPClient(), token()
+    response = await client.fetch(
+        f"{http_url}/api/session", method="POST", body=json.dumps({"token": f" {pasted} "})
+    )
+    assert json.loads(response.body)["user"] == {"id": "u-1", "name": "Ada"}
+    cookie = cookie_of(response)
+    assert cookie["value"] == pasted and "httponly" in cookie and cookie["samesite"] == "Strict"
+    _, hello, _ = await connect_json(ws_url, "", {"Cookie": f"chatapp_token={cookie['value']}"})
+    assert hello["user"]["id"] == "u-1"
+
+    response = await client.fetch(f"{http_url}/api/session", method="DELETE")
+    assert response.code == 204
+    cleared = cookie_of(response)
+    assert cleared["value"] in ("", '""')
+    assert parsedate_to_datetime(cleared["expires"]) < datetime.now(UTC)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"token": token(exp=int(time.time()) - 120)}, 401, "unauthorized"),
+        ({"token": "not-a-token"}, 401, "unauthorized"),
+        ({"token": ""}, 400, "bad_field"),
+        ({}, 400, "bad_field"),
+        ([1, 2], 400, "bad_json"),
+    ],
+)
+async def test_a_session_is_refused_with_a_reason_and_no_cookie(http_url, body, status, code):
+    """A bad, expired or missing token: a JSON reason and no cookie."""
+    with pytest.raises(HTTPClientError) as caught:
+        await AsyncHTTPClient().fetch(
+            f"{http_url}/api/session", method="POST", body=json.dumps(body)
+        )
+    assert caught.value.code == status
+    assert json.loads(caught.value.response.body)["error"] == code
+    assert not caught.value.response.headers.get_list("Set-Cookie")
+
+
+async def test_another_site_cannot_set_the_session_cookie(http_url):
+    """A page from another origin cannot sign the browser in (login CSRF)."""
+    with pytest.raises(HTTPClientError) as caught:
+        await AsyncHTTPClient().fetch(
+            f"{http_url}/api/session",
+            method="POST",
+            body=json.dumps({"token": token()}),
+            headers={"Origin": "https://evil.example"},
+        )
+    assert caught.value.code == 403
 
 
 async def test_guest_sign_in_rejects_an_empty_name(serve):

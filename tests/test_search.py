@@ -16,7 +16,7 @@ from chatdata import ALICE, BOB, T0, msg, populate
 from sqlalchemy import text
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
-from chatapp.limits import MAX_SEARCH_QUERY_CHARS
+from chatapp.limits import MAX_SEARCH_QUERY_CHARS, SEARCH_COUNT_CAP
 from chatapp.store.search import Word, fts5_query, words
 from chatapp.store.sql import SqlStore, create_engine, open_store
 
@@ -90,6 +90,24 @@ async def test_search_returns_at_most_limit_hits(store):
     """``limit`` caps the hits."""
     await store.append([msg(body=f"repeat {i}") for i in range(7)])
     assert len(await store.search("repeat", None, 3)) == 3
+
+
+async def test_count_matches_counts_every_match_beyond_the_limit(store):
+    """The count covers every matching message, however few hits were asked for."""
+    await store.append([msg(body=f"deploy step {i}") for i in range(7)] + [msg(body="other")])
+    assert len(await store.search("deploy", None, 2)) == 2
+    assert await store.count_matches("deploy", None, 100) == 7
+    assert await store.count_matches("deplo*", None, 100) == 7
+    assert await store.count_matches("deploy other", None, 100) == 0
+
+
+async def test_count_matches_stops_at_its_bound_and_keeps_to_the_rooms(store):
+    """``up_to`` bounds the count; ``rooms`` restricts it like the search; no words count 0."""
+    await store.append([msg("a", "shared") for _ in range(5)] + [msg("b", "shared")])
+    assert await store.count_matches("shared", None, 3) == 3
+    assert await store.count_matches("shared", ["b"], 100) == 1
+    assert await store.count_matches("shared", [], 100) == 0
+    assert await store.count_matches("  ***  ", None, 100) == 0
 
 
 async def test_a_word_ending_in_star_matches_as_a_prefix(store):
@@ -247,6 +265,30 @@ async def test_search_endpoint_returns_ranked_hits_with_room_and_seq(http_url, s
     assert hit["ts"] == "2026-11-25T23:59:59.999999Z"
     scores = [h["score"] for h in body["hits"]]
     assert scores == sorted(scores, reverse=True)
+
+
+async def test_search_endpoint_counts_all_matches_beside_the_top_hits(http_url, settings):
+    """``total`` is how many messages match in all, whatever ``limit`` shows of them."""
+    await populate(settings.database_url)
+    body = await get_search(http_url, q="hello", limit=1)
+    assert len(body["hits"]) == 1
+    assert (body["total"], body["total_capped"]) == (3, False)
+    body = await get_search(http_url, q="hello", room="random")
+    assert (body["total"], body["total_capped"]) == (1, False)
+
+
+async def test_search_endpoint_caps_the_count(http_url, settings):
+    """Past SEARCH_COUNT_CAP matches the count stops there and says it was capped."""
+    store = await open_store(settings.database_url)
+    try:
+        await store.append([msg(body=f"flood {i}") for i in range(SEARCH_COUNT_CAP + 1)])
+        await store.append([msg(body="flood, the last one")])
+    finally:
+        await store.close()
+    body = await get_search(http_url, q="flood")
+    assert (body["total"], body["total_capped"]) == (SEARCH_COUNT_CAP, True)
+    exactly = await get_search(http_url, q="last")
+    assert (exactly["total"], exactly["total_capped"]) == (1, False)
 
 
 async def test_search_endpoint_filters_by_room_and_limits(http_url, settings):

@@ -222,15 +222,15 @@ class Hub:
         state.typed_at[member] = now
         return True
 
+    def occupancy(self) -> dict[str, int]:
+        """How many connections are present in each room of this process that has any."""
+        counts = {name: len(state.present()) for name, state in self._rooms.items()}
+        return {name: count for name, count in counts.items() if count}
+
     def presence(self, room: str) -> list[User]:
         """Distinct users present in the room, sorted by name."""
         state = self._rooms.get(room)
         return _distinct_users(state.present()) if state is not None else []
-
-    def present_count(self, room: str) -> int:
-        """Connections present in the room here."""
-        state = self._rooms.get(room)
-        return len(state.present()) if state is not None else 0
 
     # --- delivery ------------------------------------------------------------
 

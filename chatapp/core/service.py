@@ -33,6 +33,7 @@ from chatapp.limits import (
     MAX_HISTORY_LIMIT,
     MAX_REPLAY,
     MAX_SEARCH_LIMIT,
+    SEARCH_COUNT_CAP,
 )
 from chatapp.model import (
     Appended,
@@ -40,7 +41,8 @@ from chatapp.model import (
     MessageEvent,
     NewMessage,
     Page,
-    SearchHit,
+    RoomActivity,
+    SearchResult,
     TypingEvent,
 )
 from chatapp.ops.metrics import Metrics
@@ -242,9 +244,9 @@ class ChatService:
 
     async def search(
         self, identity: Identity, query: str, room: str | None, limit: int | None
-    ) -> list[SearchHit]:
-        """Messages matching ``query``, best first: in ``room``, or in every room ``identity``
-        may use."""
+    ) -> SearchResult:
+        """Messages matching ``query``, best first, and how many match in all (up to
+        SEARCH_COUNT_CAP): in ``room``, or in every room ``identity`` may use."""
         size = min(limit or DEFAULT_SEARCH_LIMIT, MAX_SEARCH_LIMIT)
         rooms: list[str] | None = None
         if room is not None:
@@ -252,7 +254,22 @@ class ChatService:
             rooms = [room]
         elif identity.rooms is not None:
             rooms = [name for name in await self._store.room_names() if identity.may_use(name)]
-        return await self._store.search(query, rooms, size)
+        hits = await self._store.search(query, rooms, size)
+        counted = await self._store.count_matches(query, rooms, SEARCH_COUNT_CAP + 1)
+        return SearchResult(hits, min(counted, SEARCH_COUNT_CAP), counted > SEARCH_COUNT_CAP)
+
+    async def directory(self, identity: Identity) -> list[tuple[RoomActivity, int]]:
+        """The rooms ``identity`` may use, each with its connections present in this process:
+        rooms with messages by newest activity, then rooms that only have people in them."""
+        present = self._hub.occupancy()
+        stored = await self._store.room_activity()
+        known = {room.name for room in stored}
+        empty = [RoomActivity(name, 0, None) for name in sorted(present) if name not in known]
+        return [
+            (room, present.get(room.name, 0))
+            for room in [*stored, *empty]
+            if identity.may_use(room.name)
+        ]
 
     def _require_member(self, conn: Connection, room: str, ref: str | None = None) -> None:
         require_access(conn.identity, room, ref)

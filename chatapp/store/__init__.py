@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
-from chatapp.model import Appended, NewMessage, Page, SearchHit, StoredMessage
+from chatapp.model import Appended, NewMessage, Page, RoomActivity, SearchHit, StoredMessage
 
 
 class Store(Protocol):
@@ -65,8 +65,17 @@ class Store(Protocol):
         out."""
         ...
 
+    async def count_matches(self, query: str, rooms: Sequence[str] | None, up_to: int) -> int:
+        """How many messages ``search`` would find without a limit, counting at most ``up_to``."""
+        ...
+
     async def room_names(self) -> list[str]:
         """Every room that has held a message."""
+        ...
+
+    async def room_activity(self) -> list[RoomActivity]:
+        """Every room that has held a message, with its newest seq and that message's time,
+        the most recently active first (rooms whose messages were all deleted last)."""
         ...
 
     async def prune(self, room: str, older_than: datetime, limit: int) -> int:

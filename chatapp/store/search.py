@@ -19,10 +19,12 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Float,
+    FromClause,
     Integer,
     Select,
     column,
     func,
+    literal,
     literal_column,
     select,
     table,
@@ -71,6 +73,41 @@ def _tsquery(word: Word) -> ColumnElement[Any]:
     return func.to_tsquery(_PG_CONFIG, lexeme)
 
 
+@dataclass(frozen=True, slots=True)
+class _Match:
+    """Which messages match, on one dialect: the rows to read, the condition, the score."""
+
+    source: FromClause
+    condition: ColumnElement[Any]
+    score: ColumnElement[Any]
+    order: tuple[ColumnElement[Any], ...]
+
+
+def _match(dialect: str, query_words: Sequence[Word]) -> _Match:
+    if dialect == "sqlite":
+        return _Match(
+            source=_FTS.join(MessageRow.__table__, MessageRow.id == _FTS.c.rowid),
+            condition=literal_column(FTS_TABLE).op("MATCH")(fts5_query(query_words)),
+            score=-_FTS.c.rank,
+            order=(_FTS.c.rank, MessageRow.id.desc()),
+        )
+    if dialect == "postgresql":
+        vector = func.to_tsvector(_PG_CONFIG, MessageRow.text)
+        tsquery = reduce(lambda a, b: a.op("&&")(b), [_tsquery(w) for w in query_words])
+        score = func.ts_rank(vector, tsquery)
+        return _Match(
+            source=MessageRow.__table__,
+            condition=vector.op("@@")(tsquery),
+            score=score,
+            order=(score.desc(), MessageRow.id.desc()),
+        )
+    raise SearchUnsupported(f"search is not implemented for {dialect!r} databases")
+
+
+def _in_rooms(query: Select[Any], rooms: Sequence[str] | None) -> Select[Any]:
+    return query if rooms is None else query.where(MessageRow.room.in_(rooms))
+
+
 def statement(
     dialect: str,
     query_words: Sequence[Word],
@@ -79,25 +116,20 @@ def statement(
     limit: int,
 ) -> Select[Any]:
     """Select ``columns`` plus ``score`` of the best ``limit`` matches, best (then newest) first."""
-    if dialect == "sqlite":
-        score: ColumnElement[Any] = -_FTS.c.rank
-        query = (
-            select(*columns, score.label("score"))
-            .select_from(_FTS.join(MessageRow.__table__, MessageRow.id == _FTS.c.rowid))
-            .where(literal_column(FTS_TABLE).op("MATCH")(fts5_query(query_words)))
-            .order_by(_FTS.c.rank, MessageRow.id.desc())
-        )
-    elif dialect == "postgresql":
-        vector = func.to_tsvector(_PG_CONFIG, MessageRow.text)
-        tsquery = reduce(lambda a, b: a.op("&&")(b), [_tsquery(w) for w in query_words])
-        score = func.ts_rank(vector, tsquery)
-        query = (
-            select(*columns, score.label("score"))
-            .where(vector.op("@@")(tsquery))
-            .order_by(score.desc(), MessageRow.id.desc())
-        )
-    else:
-        raise SearchUnsupported(f"search is not implemented for {dialect!r} databases")
-    if rooms is not None:
-        query = query.where(MessageRow.room.in_(rooms))
-    return query.limit(limit)
+    match = _match(dialect, query_words)
+    query = (
+        select(*columns, match.score.label("score"))
+        .select_from(match.source)
+        .where(match.condition)
+        .order_by(*match.order)
+    )
+    return _in_rooms(query, rooms).limit(limit)
+
+
+def count_statement(
+    dialect: str, query_words: Sequence[Word], rooms: Sequence[str] | None, up_to: int
+) -> Select[Any]:
+    """Count the matches, reading at most ``up_to`` of them (the same index as ``statement``)."""
+    match = _match(dialect, query_words)
+    matching = _in_rooms(select(literal(1)).select_from(match.source).where(match.condition), rooms)
+    return select(func.count()).select_from(matching.limit(up_to).subquery())

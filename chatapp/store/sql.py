@@ -26,9 +26,18 @@ from sqlalchemy.ext.asyncio import (
 
 from chatapp.errors import SchemaMismatch, StoreError, UnknownRoom
 from chatapp.limits import MAX_SEQ
-from chatapp.model import Appended, NewMessage, Page, SearchHit, StoredMessage, User
+from chatapp.model import (
+    Appended,
+    NewMessage,
+    Page,
+    RoomActivity,
+    SearchHit,
+    StoredMessage,
+    User,
+)
 from chatapp.store import migrate, readonly
 from chatapp.store.schema import MessageRow, RoomRow
+from chatapp.store.search import count_statement
 from chatapp.store.search import statement as search_statement
 from chatapp.store.search import words as search_words
 
@@ -360,9 +369,35 @@ class SqlStore:
                 found.update({name: last for name, last in await session.execute(query)})
         return found
 
+    async def count_matches(self, query: str, rooms: Sequence[str] | None, up_to: int) -> int:
+        found = search_words(query)
+        if not found or up_to < 1 or (rooms is not None and not rooms):
+            return 0
+        statement = count_statement(self._engine.dialect.name, found, rooms, up_to)
+        async with self._sessions() as session:
+            return int(await session.scalar(statement) or 0)
+
     async def room_names(self) -> list[str]:
         async with self._sessions() as session:
             return list(await session.scalars(select(RoomRow.name).order_by(RoomRow.name)))
+
+    async def room_activity(self) -> list[RoomActivity]:
+        # the newest message is found through UNIQUE (room, seq): one index lookup per room
+        newest = (
+            select(MessageRow.created_at)
+            .where(MessageRow.room == RoomRow.name, MessageRow.seq == RoomRow.last_seq)
+            .correlate(RoomRow)
+            .scalar_subquery()
+        )
+        query = select(RoomRow.name, RoomRow.last_seq, newest.label("newest")).order_by(
+            newest.desc().nulls_last(), RoomRow.name
+        )
+        async with self._sessions() as session:
+            rows = (await session.execute(query)).all()
+        return [
+            RoomActivity(row.name, row.last_seq, _aware(row.newest) if row.newest else None)
+            for row in rows
+        ]
 
     async def prune(self, room: str, older_than: datetime, limit: int) -> int:
         oldest = (

@@ -21,7 +21,9 @@ from chatapp.web.api import (
     MessagesHandler,
     MetricsHandler,
     ReadyHandler,
+    RoomsHandler,
     SearchHandler,
+    SessionHandler,
 )
 from chatapp.web.edge import log_request
 from chatapp.web.sockets import ChatSocket, TextSocket
@@ -84,9 +86,11 @@ def make_app(
             (r"/", PageHandler, {"page": (static / "index.html").read_bytes()}),
             (r"/ws", ChatSocket, socket_deps),
             (r"/api/rooms/([^/]+)/messages", MessagesHandler, {"service": service, "auth": auth}),
+            (r"/api/rooms", RoomsHandler, {"service": service, "auth": auth}),
             (r"/api/search", SearchHandler, {"service": service, "auth": auth}),
-            (r"/api/guest", GuestHandler, {"auth": auth}),
-            (r"/api/auth", AuthOptionsHandler, {"auth": auth}),
+            (r"/api/guest", GuestHandler, {"auth": auth, "settings": settings}),
+            (r"/api/session", SessionHandler, {"auth": auth, "settings": settings}),
+            (r"/api/auth", AuthOptionsHandler, {"auth": auth, "settings": settings}),
             (r"/healthz", HealthHandler),
             (r"/readyz", ReadyHandler, {"service": service}),
             (r"/metrics", MetricsHandler, {"metrics": metrics}),

@@ -25,7 +25,7 @@ from tornado.web import HTTPError, RequestHandler
 
 from chatapp.auth.tokens import Authenticator, Identity
 from chatapp.core import protocol
-from chatapp.errors import ChatError, ErrorCode, LimitReached, http_status
+from chatapp.errors import AccessDenied, ChatError, ErrorCode, LimitReached, http_status
 from chatapp.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -107,6 +107,38 @@ class BaseHandler(RequestHandler):
         return self.get_query_argument("token", None) or self.get_cookie(TOKEN_COOKIE) or None
 
 
+def require_allowed_origin(handler: RequestHandler, settings: Settings) -> None:
+    """``AccessDenied`` unless the request may come from where it comes (``origin_allowed``)."""
+    if not origin_allowed(handler, settings):
+        origin = handler.request.headers.get("Origin")
+        raise AccessDenied(f"origin {origin!r} is not allowed", ErrorCode.FORBIDDEN_ORIGIN)
+
+
+def set_token_cookie(handler: RequestHandler, settings: Settings, token: str) -> None:
+    """Hand the browser its token as a cookie that page scripts and other sites never see.
+
+    A session cookie: the page establishes it again from its stored token on each load.
+    """
+    handler.set_cookie(TOKEN_COOKIE, token, **_cookie_options(handler, settings))
+
+
+def clear_token_cookie(handler: RequestHandler, settings: Settings) -> None:
+    handler.clear_cookie(TOKEN_COOKIE, **_cookie_options(handler, settings))
+
+
+def _cookie_options(handler: RequestHandler, settings: Settings) -> dict[str, Any]:
+    secure = _scheme(handler, settings) == "https"
+    return {"path": "/", "httponly": True, "samesite": "Strict", "secure": secure}
+
+
+def _scheme(handler: RequestHandler, settings: Settings) -> str:
+    """The scheme the client used: the proxy's X-Forwarded-Proto when the proxy is trusted."""
+    scheme = handler.request.protocol
+    if settings.trusted_proxy:
+        scheme = handler.request.headers.get("X-Forwarded-Proto", scheme).split(",")[0].strip()
+    return scheme
+
+
 def client_address(handler: RequestHandler, settings: Settings) -> str:
     """The client's IP: the proxy's X-Forwarded-For entry when the proxy is trusted."""
     if settings.trusted_proxy:
@@ -141,12 +173,10 @@ def origin_allowed(handler: RequestHandler, settings: Settings) -> bool:
     if origin == "null":
         return False
     host = headers.get("Host", "")
-    scheme = handler.request.protocol
     if settings.trusted_proxy:
         host = headers.get("X-Forwarded-Host", host).split(",")[0].strip()
-        scheme = headers.get("X-Forwarded-Proto", scheme).split(",")[0].strip()
     parts = urlsplit(origin)
-    return _site(parts.scheme, parts.netloc) == _site(scheme, host)
+    return _site(parts.scheme, parts.netloc) == _site(_scheme(handler, settings), host)
 
 
 _DEFAULT_PORTS = {"http": "80", "https": "443", "ws": "80", "wss": "443"}

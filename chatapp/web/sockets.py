@@ -31,7 +31,6 @@ from chatapp.core import protocol
 from chatapp.core.hub import Delivery
 from chatapp.core.service import ChatService, require_access
 from chatapp.errors import (
-    AccessDenied,
     ChatError,
     ErrorCode,
     LimitReached,
@@ -44,7 +43,7 @@ from chatapp.model import History, User
 from chatapp.ops.logs import connection_id
 from chatapp.ops.metrics import Metrics
 from chatapp.settings import Settings
-from chatapp.web.edge import BaseHandler, client_address, is_loopback, origin_allowed
+from chatapp.web.edge import BaseHandler, client_address, is_loopback, require_allowed_origin
 from chatapp.web.encoders import JSON, TEXT, Encoder
 from chatapp.web.outbox import Outbox
 from chatapp.web.ratelimit import TokenBucket
@@ -88,9 +87,7 @@ class _Socket(BaseHandler, WebSocketHandler):
     def prepare(self) -> None:
         """Refuse before the upgrade: foreign origin 403, no identity 401, over a cap 429/503."""
         connection_id.set(self.id)
-        if not origin_allowed(self, self.server_settings):
-            origin = self.request.headers.get("Origin")
-            raise AccessDenied(f"origin {origin!r} is not allowed", ErrorCode.FORBIDDEN_ORIGIN)
+        require_allowed_origin(self, self.server_settings)
         self.identity = self.identify(self.auth)
         self.address = client_address(self, self.server_settings)
         self.service.admission.check(

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from chatapp.errors import ErrorCode
-from chatapp.model import SearchHit, StoredMessage, User
+from chatapp.model import RoomActivity, SearchResult, StoredMessage, User
 
 
 def _dumps(obj: object) -> str:
@@ -82,12 +82,30 @@ def history_dict(
     return out
 
 
-def search_dict(query: str, room: str | None, hits: Iterable[SearchHit]) -> dict[str, Any]:
-    """``GET /api/search``'s answer: hits best first, each a message object plus ``score``."""
+def search_dict(query: str, room: str | None, result: SearchResult) -> dict[str, Any]:
+    """``GET /api/search``'s answer: hits best first, each a message object plus ``score``;
+    ``total`` matches in all (counted up to a bound, ``total_capped`` beyond it)."""
     return {
         "query": query,
         "room": room,
-        "hits": [message_dict(hit.message) | {"score": hit.score} for hit in hits],
+        "hits": [message_dict(hit.message) | {"score": hit.score} for hit in result.hits],
+        "total": result.total,
+        "total_capped": result.total_capped,
+    }
+
+
+def rooms_dict(rooms: Iterable[tuple[RoomActivity, int]]) -> dict[str, Any]:
+    """``GET /api/rooms``'s answer: each room's newest activity and members present."""
+    return {
+        "rooms": [
+            {
+                "name": room.name,
+                "last_activity": iso_utc(room.last_activity) if room.last_activity else None,
+                "last_seq": room.last_seq,
+                "members": members,
+            }
+            for room, members in rooms
+        ]
     }
 
 
