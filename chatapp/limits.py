@@ -28,6 +28,9 @@ SEARCH_COUNT_CAP = 1000
 MAX_SEQ = 2**31 - 1
 #: Most messages replayed after ``since`` before the server sends only the newest page.
 MAX_REPLAY = 1000
+#: Seconds a message may wait for the database, by default, before its sender is told
+#: ``unavailable``; also the bound on waits for locks and connections.
+DEFAULT_DB_TIMEOUT = 5.0
 #: Rooms one connection may be in at once, by default.
 DEFAULT_MAX_ROOMS = 100
 #: Minimum burst of the per-connection rate limit, in frames.

@@ -56,7 +56,7 @@ async def build(settings: Settings) -> Chat:
         auth = keys.authenticator(settings)
     except OSError as exc:
         raise ConfigError(f"cannot read or create the guest-token secret: {exc}") from None
-    store = await open_store(settings.database_url)
+    store = await open_store(settings.database_url, settings.db_timeout)
     metrics = Metrics()
     hub = Hub(metrics)
     admission = Admission(

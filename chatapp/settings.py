@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from chatapp.errors import ConfigError
-from chatapp.limits import DEFAULT_MAX_ROOMS, MIN_RATE_BURST
+from chatapp.limits import DEFAULT_DB_TIMEOUT, DEFAULT_MAX_ROOMS, MIN_RATE_BURST
 
 #: Name of the per-install secret that signs guest tokens, inside the data dir.
 GUEST_SECRET_FILE = "guest-secret"  # noqa: S105 (a file name, not a secret)
@@ -230,7 +230,7 @@ class Settings:
         metavar="SECONDS",
     )
     db_timeout: float = setting(
-        5.0,
+        DEFAULT_DB_TIMEOUT,
         "--db-timeout",
         "how long a message may wait for the database before its sender is told 'unavailable' "
         "(send again with the same client_id); also bounds waits for locks and connections",

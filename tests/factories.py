@@ -59,6 +59,11 @@ def new(
     )
 
 
+def dialect_of(url: str) -> str:
+    """The database kind behind a test database URL."""
+    return "sqlite" if url.startswith("sqlite") else "postgresql"
+
+
 def decode_frames(data: bytes) -> list[str]:
     """Split concatenated unmasked, final WebSocket text frames into their payloads."""
     payloads = []

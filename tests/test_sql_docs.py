@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from chatdata import GENERAL_ON_26TH
+from factories import dialect_of
 from sqlalchemy import inspect, text
 
 from chatapp.store.query import ReadOnlyDatabase
@@ -35,10 +36,6 @@ def documented_columns(table: str) -> list[str]:
     """The column names listed in the doc's table for ``table``."""
     section = DOC.read_text().split(f"### `{table}`", 1)[1].split("\n#", 1)[0]
     return re.findall(r"^\| `(\w+)` \|", section, re.MULTILINE)
-
-
-def dialect_of(url: str) -> str:
-    return "sqlite" if url.startswith("sqlite") else "postgresql"
 
 
 class Rows:

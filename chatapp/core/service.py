@@ -24,9 +24,10 @@ from chatapp.broker import Broker
 from chatapp.core import protocol
 from chatapp.core.admission import Admission, Connected
 from chatapp.core.hub import Delivery, Hub, Member
-from chatapp.core.writer import DEFAULT_TIMEOUT, BatchWriter
+from chatapp.core.writer import BatchWriter
 from chatapp.errors import AccessDenied, ChatError, ErrorCode, RequestError
 from chatapp.limits import (
+    DEFAULT_DB_TIMEOUT,
     DEFAULT_HISTORY_LIMIT,
     DEFAULT_MAX_ROOMS,
     DEFAULT_SEARCH_LIMIT,
@@ -78,7 +79,7 @@ class ChatService:
         *,
         max_rooms: int = DEFAULT_MAX_ROOMS,
         retention_days: float = 0,
-        db_timeout: float = DEFAULT_TIMEOUT,
+        db_timeout: float = DEFAULT_DB_TIMEOUT,
     ) -> None:
         self._store = store
         self._hub = hub

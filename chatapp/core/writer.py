@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from chatapp.errors import StoreError, Unavailable
+from chatapp.limits import DEFAULT_DB_TIMEOUT
 from chatapp.model import Appended, MessageEvent, NewMessage
 from chatapp.store import Store
 
@@ -34,8 +35,6 @@ log = logging.getLogger(__name__)
 
 #: Most messages committed in one transaction.
 MAX_BATCH = 512
-#: Default seconds a message may wait for the database before its sender is told to retry.
-DEFAULT_TIMEOUT = 5.0
 #: Pauses between attempts at a failing batch (the last one repeats).
 RETRY_PAUSES = (0.05, 0.1, 0.25, 0.5)
 
@@ -55,7 +54,7 @@ class BatchWriter:
         on_commit: Callable[[Sequence[MessageEvent]], Awaitable[None]],
         on_batch: Callable[[int, float], None] = lambda size, seconds: None,
         *,
-        timeout: float = DEFAULT_TIMEOUT,
+        timeout: float = DEFAULT_DB_TIMEOUT,
     ) -> None:
         self._store = store
         self._on_commit = on_commit

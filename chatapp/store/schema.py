@@ -83,3 +83,16 @@ class MessageRow(Base):
     text: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     client_id: Mapped[str | None] = mapped_column(String(128))
+
+
+#: A message's columns in the order every query that reads messages selects them.
+MESSAGE_COLUMNS = (
+    MessageRow.id,
+    MessageRow.room,
+    MessageRow.seq,
+    MessageRow.user_id,
+    MessageRow.user_name,
+    MessageRow.text,
+    MessageRow.created_at,
+    MessageRow.client_id,
+)

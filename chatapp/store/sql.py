@@ -6,17 +6,17 @@ writer can commit many messages with one transaction (group commit).
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import AsyncGenerator, Sequence
+import functools
+from collections.abc import AsyncGenerator, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
-from sqlalchemy import Row, delete, event, func, insert, select, text, tuple_, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Row, delete, event, func, select, text
+from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from chatapp.errors import SchemaMismatch, StoreError, UnknownRoom
-from chatapp.limits import MAX_SEQ
+from chatapp.limits import DEFAULT_DB_TIMEOUT, MAX_SEQ
 from chatapp.model import (
     Appended,
     NewMessage,
@@ -36,24 +36,29 @@ from chatapp.model import (
     User,
 )
 from chatapp.store import migrate, readonly
-from chatapp.store.schema import MessageRow, RoomRow
+from chatapp.store.schema import MESSAGE_COLUMNS, MessageRow, RoomRow
 from chatapp.store.search import count_statement
 from chatapp.store.search import statement as search_statement
 from chatapp.store.search import words as search_words
+from chatapp.store.writes import (
+    Conflict,
+    PoolTransactions,
+    ThreadTransactions,
+    Transactions,
+    as_store_error,
+    statements_for,
+    write_batch,
+)
 
 #: Most values in one ``IN (...)`` list (SQLite allows 32766 parameters, PostgreSQL 65535).
 _IN_CHUNK = 500
 
-_MESSAGE_COLUMNS = (
-    MessageRow.id,
-    MessageRow.room,
-    MessageRow.seq,
-    MessageRow.user_id,
-    MessageRow.user_name,
-    MessageRow.text,
-    MessageRow.created_at,
-    MessageRow.client_id,
-)
+P = ParamSpec("P")
+R = TypeVar("R")
+#: Times the write of one batch is tried when other writers keep storing its client_ids.
+CONFLICT_ROUNDS = 3
+#: Connections of the writer's own pool on PostgreSQL (one batch at a time, one spare).
+WRITER_POOL_SIZE = 2
 
 
 def _aware(moment: datetime) -> datetime:
@@ -84,18 +89,60 @@ def _key(message: NewMessage) -> _Key:
     return (message.user.id, None, message.room, message.created_at)
 
 
-def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    # WAL lets readers run beside the writer; FULL syncs every commit, so an
-    # acknowledged message survives even a power loss (group commit pays for it).
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=FULL")
-    cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
+def _fresh(batch: Sequence[NewMessage], originals: dict[_Key, StoredMessage]) -> list[NewMessage]:
+    """The messages of ``batch`` to store: not stored before, and not a repeat of an earlier
+    one in the batch with the same ``client_id``."""
+    taken = set(originals)
+    fresh = []
+    for message in batch:
+        key = _key(message)
+        if key not in taken:
+            if message.client_id is not None:
+                taken.add(key)
+            fresh.append(message)
+    return fresh
 
 
-def create_engine(url: str, *, read_only: bool = False) -> AsyncEngine:
+def _results(
+    batch: Sequence[NewMessage],
+    originals: dict[_Key, StoredMessage],
+    stored: list[StoredMessage],
+) -> list[Appended]:
+    """Each message's outcome, in batch order: stored now, or the original it repeats."""
+    known = dict(originals)
+    fresh = iter(stored)
+    results = []
+    for message in batch:
+        key = _key(message)
+        if key in known:
+            results.append(Appended(known[key], duplicate=True))
+            continue
+        appended = next(fresh)
+        results.append(Appended(appended, duplicate=False))
+        if message.client_id is not None:
+            known[key] = appended
+    return results
+
+
+def sqlite_pragmas(busy_seconds: float) -> Callable[[Any, Any], None]:
+    """Set up each new SQLite connection; lock waits end after ``busy_seconds``."""
+
+    def set_up(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        # WAL lets readers run beside the writer; FULL syncs every commit, so an
+        # acknowledged message survives even a power loss (group commit pays for it).
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_seconds * 1000)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return set_up
+
+
+def create_engine(
+    url: str, *, read_only: bool = False, timeout: float = DEFAULT_DB_TIMEOUT, pool_size: int = 5
+) -> AsyncEngine:
     """An async engine for ``url``; ``StoreError`` with a readable reason if it cannot be.
 
     ``read_only`` opens connections on which the database refuses every
@@ -108,8 +155,15 @@ def create_engine(url: str, *, read_only: bool = False) -> AsyncEngine:
     shown = parsed.render_as_string(hide_password=True)
     if read_only:
         parsed = readonly.read_only_url(parsed)
+    backend = parsed.get_backend_name()
+    options: dict[str, Any] = {}
+    if backend == "postgresql":
+        options["pool_pre_ping"] = True
+        options["pool_size"] = pool_size
+        if not read_only:  # the tools' exports may run long; the server's statements may not
+            options["connect_args"] = {"timeout": timeout, "command_timeout": timeout}
     try:
-        engine = create_async_engine(parsed, pool_pre_ping=parsed.get_backend_name() != "sqlite")
+        engine = create_async_engine(parsed, **options)
     except NoSuchModuleError:
         raise StoreError(f"bad database URL {shown!r}: unknown dialect or driver") from None
     except ImportError as exc:
@@ -121,7 +175,7 @@ def create_engine(url: str, *, read_only: bool = False) -> AsyncEngine:
     if read_only:
         readonly.install(engine.sync_engine)
     elif engine.dialect.name == "sqlite":
-        event.listen(engine.sync_engine, "connect", _set_sqlite_pragmas)
+        event.listen(engine.sync_engine, "connect", sqlite_pragmas(timeout))
     return engine
 
 
@@ -147,9 +201,12 @@ def _first_line(exc: BaseException) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
-async def open_store(url: str) -> SqlStore:
-    """Connect, bring the schema up to date, and return a ready store."""
-    engine = create_engine(url)
+async def open_store(url: str, timeout: float = DEFAULT_DB_TIMEOUT) -> SqlStore:
+    """Connect, bring the schema up to date, and return a ready store.
+
+    ``timeout`` bounds waits for locks and connections, in seconds.
+    """
+    engine = create_engine(url, timeout=timeout)
     _check_sqlite_path(engine)
     try:
         await migrate.upgrade(engine)
@@ -160,69 +217,80 @@ async def open_store(url: str) -> SqlStore:
         await engine.dispose()
         shown = engine.url.render_as_string(hide_password=True)
         raise StoreError(f"cannot open database {shown!r}: {_first_line(exc)}") from None
-    return SqlStore(engine)
+    return SqlStore(engine, _writer_transactions(engine, url, timeout))
+
+
+def _writer_transactions(engine: AsyncEngine, url: str, timeout: float) -> Transactions:
+    """Where batches are written: a thread with its own connection for an SQLite file, a
+    pool of its own on PostgreSQL, the engine itself otherwise (an in-memory database)."""
+    database = engine.url.database
+    if engine.dialect.name == "sqlite" and database and database != ":memory:":
+        sync = create_sync_engine(engine.url.set(drivername="sqlite"))
+        event.listen(sync, "connect", sqlite_pragmas(timeout))
+        return ThreadTransactions(sync)
+    if engine.dialect.name == "postgresql":
+        return PoolTransactions(create_engine(url, timeout=timeout, pool_size=WRITER_POOL_SIZE))
+    return PoolTransactions(engine)
+
+
+def _answers(method: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
+    """Database failures leave a store method as ``StoreError`` (callers answer 503 or
+    ``unavailable``, without a traceback); faults of the data pass as they are."""
+
+    @functools.wraps(method)
+    async def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(*args, **kwargs)
+        except DBAPIError as exc:
+            raise as_store_error(exc) from None
+        except (SQLAlchemyError, OSError, TimeoutError) as exc:
+            raise StoreError(f"the database did not answer: {_first_line(exc)}") from None
+
+    return guarded
 
 
 class SqlStore:
     """``Store`` over any SQLAlchemy async engine whose dialect supports RETURNING."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, writes: Transactions | None = None) -> None:
         self._engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._writes = writes or PoolTransactions(engine)
+        self._sql = statements_for(engine.dialect.name)
         self._known_rooms: set[str] = set()
-        dialect = engine.dialect.name
-        self._insert_room = pg_insert if dialect == "postgresql" else sqlite_insert
 
     @property
     def description(self) -> str:
         """The database URL without its password, for logs."""
         return self._engine.url.render_as_string(hide_password=True)
 
+    @_answers
     async def append(self, batch: Sequence[NewMessage], retry: bool = False) -> list[Appended]:
-        async with self._sessions.begin() as session:
-            originals = await self._originals(session, batch, retry)
-            taken = set(originals)
-            fresh: list[NewMessage] = []
-            for message in batch:
-                key = _key(message)
-                if key not in taken:
-                    if message.client_id is not None:  # a repeat later in the batch is one too
-                        taken.add(key)
-                    fresh.append(message)
-            stored = iter(await self._insert(session, fresh))
-        self._known_rooms.update(m.room for m in fresh)  # only once committed
-        # Replay the same decisions, now that the fresh ones have ids and seqs.
-        results: list[Appended] = []
-        for message in batch:
-            key = _key(message)
-            if key in originals:
-                results.append(Appended(originals[key], duplicate=True))
-                continue
-            appended = next(stored)
-            results.append(Appended(appended, duplicate=False))
-            if message.client_id is not None:
-                originals[key] = appended
-        return results
-
-    async def _originals(
-        self, session: AsyncSession, batch: Sequence[NewMessage], retry: bool
-    ) -> dict[_Key, StoredMessage]:
-        """Messages of ``batch`` stored already: by ``client_id``; and on a retry, those
-        without one, by their user and ``created_at`` (the server sets it to the microsecond)."""
-        found: dict[_Key, StoredMessage] = {}
-        keys = {(m.user.id, m.client_id) for m in batch if m.client_id is not None}
-        if keys:
-            rows = await session.execute(
-                select(*_MESSAGE_COLUMNS).where(
-                    tuple_(MessageRow.user_id, MessageRow.client_id).in_(keys)
+        originals = await self._stored_already(batch) if retry else {}
+        for _ in range(CONFLICT_ROUNDS):
+            fresh = _fresh(batch, originals)
+            new_rooms = sorted({m.room for m in fresh} - self._known_rooms)
+            try:
+                stored = await self._writes.run(
+                    partial(write_batch, sql=self._sql, fresh=fresh, new_rooms=new_rooms)
                 )
-            )
-            found.update({(row.user_id, row.client_id): _message(row) for row in rows})
-        for message in batch if retry else ():
-            if message.client_id is None:
+            except Conflict as conflict:  # client_ids stored before: look them up, try again
+                originals.update(await self._by_client_ids(conflict.keys))
+                continue
+            self._known_rooms.update(new_rooms)
+            return _results(batch, originals, stored)
+        raise StoreError("messages with the same client_ids kept arriving from elsewhere")
+
+    async def _stored_already(self, batch: Sequence[NewMessage]) -> dict[_Key, StoredMessage]:
+        """On a retry: what an earlier attempt stored, by ``client_id``, or without one by
+        user, room and ``created_at`` (the server sets it to the microsecond)."""
+        keyed = [(m.user.id, m.client_id) for m in batch if m.client_id is not None]
+        found = await self._by_client_ids(keyed) if keyed else {}
+        async with self._sessions() as session:
+            for message in (m for m in batch if m.client_id is None):
                 row = (
                     await session.execute(
-                        select(*_MESSAGE_COLUMNS).where(
+                        select(*MESSAGE_COLUMNS).where(
                             MessageRow.user_id == message.user.id,
                             MessageRow.created_at == message.created_at.astimezone(UTC),
                             MessageRow.room == message.room,
@@ -233,71 +301,22 @@ class SqlStore:
                     found[_key(message)] = _message(row)
         return found
 
-    async def _insert(self, session: AsyncSession, fresh: list[NewMessage]) -> list[StoredMessage]:
-        if not fresh:
-            return []
-        counts = Counter(m.room for m in fresh)
-        next_seq: dict[str, int] = {}
-        for room, count in counts.items():
-            await self._ensure_room(session, room)
-            last = await session.scalar(
-                update(RoomRow)
-                .where(RoomRow.name == room)
-                .values(last_seq=RoomRow.last_seq + count)
-                .returning(RoomRow.last_seq)
-            )
-            assert last is not None
-            next_seq[room] = last - count + 1
-        seqs: list[int] = []
-        for message in fresh:
-            seqs.append(next_seq[message.room])
-            next_seq[message.room] += 1
-        rows = [
-            {
-                "room": message.room,
-                "seq": seq,
-                "user_id": message.user.id,
-                "user_name": message.user.name,
-                "text": message.text,
-                # SQLite keeps no offset: store every instant as UTC
-                "created_at": message.created_at.astimezone(UTC),
-                "client_id": message.client_id,
-            }
-            for message, seq in zip(fresh, seqs, strict=True)
-        ]
-        ids = await session.scalars(
-            insert(MessageRow).returning(MessageRow.id, sort_by_parameter_order=True), rows
-        )
-        return [
-            StoredMessage(
-                id=message_id,
-                room=message.room,
-                seq=seq,
-                user=message.user,
-                text=message.text,
-                created_at=message.created_at.astimezone(UTC),
-                client_id=message.client_id,
-            )
-            for message_id, seq, message in zip(ids, seqs, fresh, strict=True)
-        ]
+    async def _by_client_ids(self, keys: list[tuple[str, str]]) -> dict[_Key, StoredMessage]:
+        """The stored messages with these ``(user_id, client_id)`` pairs, one indexed lookup."""
+        async with self._sessions() as session:
+            rows = await session.execute(self._sql.find_keys, self._sql.keys_params(keys))
+            return {(row.user_id, row.client_id): _message(row) for row in rows}
 
-    async def _ensure_room(self, session: AsyncSession, room: str) -> None:
-        if room in self._known_rooms:
-            return
-        await session.execute(
-            self._insert_room(RoomRow)
-            .values(name=room, last_seq=0, created_at=datetime.now(UTC))
-            .on_conflict_do_nothing(index_elements=[RoomRow.name])
-        )
-
+    @_answers
     async def latest(self, room: str, limit: int) -> Page:
         return await self._page(room, None, limit)
 
+    @_answers
     async def before(self, room: str, before: int, limit: int) -> Page:
         return await self._page(room, before, limit)
 
     async def _page(self, room: str, before: int | None, limit: int) -> Page:
-        query = select(*_MESSAGE_COLUMNS).where(MessageRow.room == room)
+        query = select(*MESSAGE_COLUMNS).where(MessageRow.room == room)
         if before is not None and before <= MAX_SEQ:  # beyond every seq: the newest page
             query = query.where(MessageRow.seq < before)
         query = query.order_by(MessageRow.seq.desc()).limit(limit + 1)
@@ -332,11 +351,12 @@ class SqlStore:
             return None
         return int(row[1]) if row[1] is not None else row[0] + 1
 
+    @_answers
     async def after(self, room: str, since: int, limit: int) -> list[StoredMessage]:
         if since >= MAX_SEQ:
             return []  # no seq can follow (and the column could not hold the bound)
         query = (
-            select(*_MESSAGE_COLUMNS)
+            select(*MESSAGE_COLUMNS)
             .where(MessageRow.room == room, MessageRow.seq > since)
             .order_by(MessageRow.seq)
             .limit(limit)
@@ -344,22 +364,25 @@ class SqlStore:
         async with self._sessions() as session:
             return [_message(r) for r in (await session.execute(query)).all()]
 
+    @_answers
     async def search(self, query: str, rooms: Sequence[str] | None, limit: int) -> list[SearchHit]:
         found = search_words(query)
         if not found or limit < 1 or (rooms is not None and not rooms):
             return []
         statement = search_statement(
-            self._engine.dialect.name, found, _MESSAGE_COLUMNS, rooms, limit
+            self._engine.dialect.name, found, MESSAGE_COLUMNS, rooms, limit
         )
         async with self._sessions() as session:
             rows = (await session.execute(statement)).all()
         return [SearchHit(_message(row), float(row.score)) for row in rows]
 
+    @_answers
     async def head(self, room: str) -> int:
         async with self._sessions() as session:
             last = await session.scalar(select(RoomRow.last_seq).where(RoomRow.name == room))
         return last or 0
 
+    @_answers
     async def heads(self, rooms: Sequence[str]) -> dict[str, int]:
         found: dict[str, int] = {}
         async with self._sessions() as session:
@@ -369,6 +392,7 @@ class SqlStore:
                 found.update({name: last for name, last in await session.execute(query)})
         return found
 
+    @_answers
     async def count_matches(self, query: str, rooms: Sequence[str] | None, up_to: int) -> int:
         found = search_words(query)
         if not found or up_to < 1 or (rooms is not None and not rooms):
@@ -377,10 +401,12 @@ class SqlStore:
         async with self._sessions() as session:
             return int(await session.scalar(statement) or 0)
 
+    @_answers
     async def room_names(self) -> list[str]:
         async with self._sessions() as session:
             return list(await session.scalars(select(RoomRow.name).order_by(RoomRow.name)))
 
+    @_answers
     async def room_activity(self) -> list[RoomActivity]:
         # the newest message is found through UNIQUE (room, seq): one index lookup per room
         newest = (
@@ -399,6 +425,7 @@ class SqlStore:
             for row in rows
         ]
 
+    @_answers
     async def prune(self, room: str, older_than: datetime, limit: int) -> int:
         oldest = (
             select(MessageRow.seq, MessageRow.created_at)
@@ -430,7 +457,7 @@ class SqlStore:
 
         ``UnknownRoom`` if the room never held a message.
         """
-        query = select(*_MESSAGE_COLUMNS).where(MessageRow.room == room)
+        query = select(*MESSAGE_COLUMNS).where(MessageRow.room == room)
         if since is not None:
             query = query.where(MessageRow.created_at >= since.astimezone(UTC))
         if until is not None:
@@ -459,4 +486,5 @@ class SqlStore:
             raise SchemaMismatch("the database schema is not at the newest migration")
 
     async def close(self) -> None:
+        await self._writes.close()
         await self._engine.dispose()

@@ -1,0 +1,301 @@
+"""Storing a batch of messages: one transaction of a few statements, whatever its size.
+
+Every statement has one fixed text per dialect: the batch travels as one
+parameter (a JSON document on SQLite, arrays on PostgreSQL), so nothing is
+compiled per batch size and no ``IN (VALUES ...)`` list can defeat an index.
+The common case costs three statements and a commit: reserve each room's
+seqs, insert the messages (``ON CONFLICT DO NOTHING RETURNING``), commit.
+A ``client_id`` stored before makes the insert skip that row; the whole
+transaction is then rolled back (``Conflict``) and tried again knowing the
+originals, so seqs stay gapless.
+
+The batch runs on a connection of its own: on SQLite a dedicated thread with
+a synchronous connection, so a batch costs one hand-off between threads and
+that connection's page cache stays warm; on PostgreSQL a separate pool, so
+the writer never waits behind history reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol, TypeVar
+
+from sqlalchemy import Connection, Engine, TextClause, TextualSelect, bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    IntegrityError,
+    ProgrammingError,
+    SQLAlchemyError,
+)
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.types import DateTime, Integer, String
+
+from chatapp.errors import StoreError
+from chatapp.model import NewMessage, StoredMessage
+from chatapp.store.schema import MESSAGE_COLUMNS
+
+T = TypeVar("T")
+
+
+class Conflict(Exception):
+    """Some messages' ``(user_id, client_id)`` were stored before; the batch was rolled back."""
+
+    def __init__(self, keys: list[tuple[str, str]]) -> None:
+        super().__init__(f"{len(keys)} client_ids already stored")
+        self.keys = keys
+
+
+@dataclass(frozen=True, slots=True)
+class Statements:
+    """The write path's SQL in one dialect, and how each statement takes a whole batch."""
+
+    ensure_rooms: TextClause
+    lock_rooms: TextClause | None  # taken in name order, so concurrent batches never deadlock
+    reserve_seqs: TextClause
+    insert_messages: TextClause
+    find_keys: TextualSelect
+    rooms_param: Callable[[list[str]], Any]
+    reserve_params: Callable[[Counter[str]], dict[str, Any]]
+    insert_params: Callable[[Sequence[NewMessage], Sequence[int]], dict[str, Any]]
+    keys_params: Callable[[Sequence[tuple[str, str]]], dict[str, Any]]
+
+
+def _sqlite_time(moment: datetime) -> str:
+    """How SQLAlchemy stores a DateTime in SQLite (UTC, no offset), so both read back alike."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+SQLITE = Statements(
+    ensure_rooms=text(
+        "INSERT INTO rooms (name, last_seq, created_at) "
+        "SELECT value, 0, :now FROM json_each(:names) WHERE true "
+        "ON CONFLICT (name) DO NOTHING"
+    ),
+    lock_rooms=None,  # SQLite has one writer at a time: the transaction is the lock
+    reserve_seqs=text(
+        "UPDATE rooms SET last_seq = rooms.last_seq + wanted.n "
+        "FROM (SELECT value->>0 AS name, value->>1 AS n FROM json_each(:wanted)) AS wanted "
+        "WHERE rooms.name = wanted.name RETURNING rooms.name, rooms.last_seq"
+    ),
+    insert_messages=text(
+        "INSERT INTO messages (room, seq, user_id, user_name, text, created_at, client_id) "
+        "SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6 "
+        "FROM json_each(:rows) WHERE true "
+        "ON CONFLICT (user_id, client_id) DO NOTHING RETURNING id, room, seq"
+    ),
+    find_keys=text(
+        "SELECT id, room, seq, user_id, user_name, text, created_at, client_id FROM messages "
+        "WHERE (user_id, client_id) IN (SELECT value->>0, value->>1 FROM json_each(:keys))"
+    ).columns(*MESSAGE_COLUMNS),
+    rooms_param=json.dumps,
+    reserve_params=lambda counts: {"wanted": json.dumps(list(counts.items()))},
+    insert_params=lambda batch, seqs: {
+        "rows": json.dumps(
+            [
+                [
+                    m.room,
+                    seq,
+                    m.user.id,
+                    m.user.name,
+                    m.text,
+                    _sqlite_time(m.created_at),
+                    m.client_id,
+                ]
+                for m, seq in zip(batch, seqs, strict=True)
+            ],
+            ensure_ascii=False,
+        )
+    },
+    keys_params=lambda keys: {"keys": json.dumps(keys, ensure_ascii=False)},
+)
+
+_TEXTS = ARRAY(String())
+_INTS = ARRAY(Integer())
+POSTGRESQL = Statements(
+    ensure_rooms=text(
+        "INSERT INTO rooms (name, last_seq, created_at) SELECT unnest(:names), 0, :now "
+        "ON CONFLICT (name) DO NOTHING"
+    ).bindparams(bindparam("names", type_=_TEXTS)),
+    lock_rooms=text(
+        "SELECT name FROM rooms WHERE name = ANY(:names) ORDER BY name FOR UPDATE"
+    ).bindparams(bindparam("names", type_=_TEXTS)),
+    reserve_seqs=text(
+        "UPDATE rooms SET last_seq = rooms.last_seq + wanted.n "
+        "FROM unnest(:names, :counts) AS wanted(name, n) "
+        "WHERE rooms.name = wanted.name RETURNING rooms.name, rooms.last_seq"
+    ).bindparams(bindparam("names", type_=_TEXTS), bindparam("counts", type_=_INTS)),
+    insert_messages=text(
+        "INSERT INTO messages (room, seq, user_id, user_name, text, created_at, client_id) "
+        "SELECT * FROM unnest(:rooms, :seqs, :user_ids, :user_names, :texts, :times, :client_ids) "
+        "ON CONFLICT (user_id, client_id) DO NOTHING RETURNING id, room, seq"
+    ).bindparams(
+        *(bindparam(n, type_=_TEXTS) for n in ("rooms", "user_ids", "user_names", "texts")),
+        bindparam("seqs", type_=_INTS),
+        bindparam("times", type_=ARRAY(DateTime(timezone=True))),
+        bindparam("client_ids", type_=_TEXTS),
+    ),
+    find_keys=text(
+        "SELECT id, room, seq, user_id, user_name, text, created_at, client_id FROM messages "
+        "WHERE (user_id, client_id) IN (SELECT * FROM unnest(:user_ids, :client_ids))"
+    )
+    .bindparams(bindparam("user_ids", type_=_TEXTS), bindparam("client_ids", type_=_TEXTS))
+    .columns(*MESSAGE_COLUMNS),
+    rooms_param=list,
+    reserve_params=lambda counts: {"names": list(counts), "counts": list(counts.values())},
+    insert_params=lambda batch, seqs: {
+        "rooms": [m.room for m in batch],
+        "seqs": list(seqs),
+        "user_ids": [m.user.id for m in batch],
+        "user_names": [m.user.name for m in batch],
+        "texts": [m.text for m in batch],
+        "times": [m.created_at for m in batch],
+        "client_ids": [m.client_id for m in batch],
+    },
+    keys_params=lambda keys: {
+        "user_ids": [user for user, _ in keys],
+        "client_ids": [client_id for _, client_id in keys],
+    },
+)
+
+
+def statements_for(dialect: str) -> Statements:
+    return POSTGRESQL if dialect == "postgresql" else SQLITE
+
+
+def write_batch(
+    conn: Connection, sql: Statements, fresh: Sequence[NewMessage], new_rooms: list[str]
+) -> list[StoredMessage]:
+    """Store ``fresh`` in the transaction open on ``conn``; the stored messages, in order.
+
+    Raises ``Conflict`` (the caller rolls back) if some client_ids were stored before.
+    """
+    if new_rooms:
+        conn.execute(sql.ensure_rooms, {"names": sql.rooms_param(new_rooms), "now": _now()})
+    counts = Counter(m.room for m in fresh)
+    if sql.lock_rooms is not None and len(counts) > 1:
+        conn.execute(sql.lock_rooms, {"names": sorted(counts)})
+    last: dict[str, int] = dict(conn.execute(sql.reserve_seqs, sql.reserve_params(counts)).all())
+    following = {room: int(last[room]) - count + 1 for room, count in counts.items()}
+    seqs = []
+    for message in fresh:
+        seqs.append(following[message.room])
+        following[message.room] += 1
+    rows = conn.execute(sql.insert_messages, sql.insert_params(fresh, seqs)).all()
+    ids = {(room, int(seq)): int(row_id) for row_id, room, seq in rows}
+    if len(ids) < len(fresh):
+        raise Conflict(
+            [
+                (m.user.id, m.client_id)
+                for m, seq in zip(fresh, seqs, strict=True)
+                if (m.room, seq) not in ids and m.client_id is not None
+            ]
+        )
+    return [
+        StoredMessage(
+            id=ids[(m.room, seq)],
+            room=m.room,
+            seq=seq,
+            user=m.user,
+            text=m.text,
+            created_at=m.created_at.astimezone(UTC),
+            client_id=m.client_id,
+        )
+        for m, seq in zip(fresh, seqs, strict=True)
+    ]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Transactions(Protocol):
+    """Runs a function of a connection in one transaction, committed unless it raises."""
+
+    async def run(self, work: Callable[[Connection], T]) -> T: ...
+
+    async def close(self) -> None: ...
+
+
+class ThreadTransactions:
+    """SQLite: one synchronous connection on a thread of its own; one hand-off per batch.
+
+    Attempts queue on that thread, so a retry runs after the attempt it
+    replaces has finished, and sees whatever it committed.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="chatapp-sqlite-writer")
+        self._conn: Connection | None = None
+        self._closed = False
+
+    async def run(self, work: Callable[[Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, self._transaction, work)
+
+    def _transaction(self, work: Callable[[Connection], T]) -> T:
+        if self._conn is None or self._conn.invalidated or self._conn.closed:
+            try:
+                self._conn = self._engine.connect()
+            except SQLAlchemyError as exc:
+                raise StoreError(f"cannot open the database: {first_line(exc)}") from None
+        try:
+            with self._conn.begin():
+                return work(self._conn)
+        except DBAPIError as exc:
+            raise as_store_error(exc) from None
+
+    async def close(self) -> None:
+        """Close the connection on its own thread, then the thread; again is a no-op."""
+        if self._closed:
+            return
+        self._closed = True
+
+        def release() -> None:
+            if self._conn is not None:
+                self._conn.close()
+            self._engine.dispose()
+
+        await asyncio.get_running_loop().run_in_executor(self._thread, release)
+        self._thread.shutdown(wait=True)
+
+
+class PoolTransactions:
+    """PostgreSQL: a pool of its own, so the writer never waits behind readers."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def run(self, work: Callable[[Connection], T]) -> T:
+        try:
+            async with self._engine.begin() as conn:
+                return await conn.run_sync(work)
+        except DBAPIError as exc:
+            raise as_store_error(exc) from None
+        except (OSError, TimeoutError) as exc:
+            raise StoreError(f"the database did not answer: {exc}") from None
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+
+def as_store_error(exc: DBAPIError) -> Exception:
+    """The database's failure as ``StoreError`` (it is down, locked, or dropped the
+    connection: try again later), or as it is when the statement or its data is at fault
+    (a constraint, a bad value, a bug), which no retry of the same batch can mend."""
+    blames_the_data = isinstance(exc, IntegrityError | DataError | ProgrammingError)
+    if blames_the_data and not exc.connection_invalidated:
+        return exc
+    return StoreError(f"the database failed: {first_line(exc.orig or exc)}")
+
+
+def first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
