@@ -90,18 +90,22 @@ def _prepare_data_dir(settings: Settings) -> None:
         ) from None
 
 
-async def stop(server: HTTPServer, service: ChatService) -> None:
+async def stop(server: HTTPServer, service: ChatService, timeout: float) -> None:
     """Graceful shutdown: stop accepting, then ``shut_down`` the service."""
     server.stop()
-    await shut_down(service)
+    await shut_down(service, timeout)
 
 
-async def shut_down(service: ChatService) -> None:
+async def shut_down(service: ChatService, timeout: float | None = None) -> None:
     """Commit and acknowledge everything queued, close sockets with 1001, release the database.
 
-    Nothing acknowledged or queued is lost.
+    Nothing acknowledged or queued is lost. With a database that does not
+    answer, the drain ends after ``timeout`` seconds: senders still waiting
+    are told ``unavailable`` (nothing of theirs was acknowledged).
     """
-    await service.drain()
+    await service.drain(timeout)
+    open_now = list(service.admission.open)  # let every sender hear how its message ended
+    await asyncio.gather(*(conn.finish_requests(CLOSE_GRACE_SECONDS) for conn in open_now))
     for conn in list(service.admission.open):
         conn.close(close_code(ErrorCode.SHUTTING_DOWN), "server shutting down")
     try:
@@ -137,5 +141,5 @@ async def serve(settings: Settings) -> None:
         loop.add_signal_handler(sig, stopping.set)
     await stopping.wait()
     log.info("shutting down")
-    await stop(server, chat.service)
+    await stop(server, chat.service, settings.shutdown_timeout)
     await collector.close()

@@ -252,6 +252,14 @@ class Settings:
         parse=seconds,
         metavar="N",
     )
+    shutdown_timeout: float = setting(
+        10.0,
+        "--shutdown-timeout",
+        "on SIGTERM, how long to wait for queued messages to be stored and acknowledged; "
+        "after it (a database that does not answer) their senders are told 'unavailable'",
+        parse=seconds,
+        metavar="SECONDS",
+    )
     log_level: str = setting(
         "info",
         "--log-level",

@@ -71,7 +71,7 @@ def close_clients(io_loop: IOLoop) -> Iterator[None]:
 PG_HOST, PG_PORT, PG_USER, PG_ADMIN_DB = "127.0.0.1", 5432, "postgres", "test"
 
 
-async def _pg_admin(statement: str) -> None:
+async def pg_admin(statement: str) -> None:
     import asyncpg
 
     conn = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database=PG_ADMIN_DB)
@@ -93,11 +93,11 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path, io_loop: IOLoop) -> I
         yield f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}"
         return
     name = f"chatapp_test_{uuid.uuid4().hex[:16]}"
-    io_loop.run_sync(lambda: _pg_admin(f'CREATE DATABASE "{name}"'))
+    io_loop.run_sync(lambda: pg_admin(f'CREATE DATABASE "{name}"'))
     try:
         yield f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
     finally:
-        io_loop.run_sync(lambda: _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        io_loop.run_sync(lambda: pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture

@@ -26,6 +26,10 @@ class Connected(Protocol):
 
     def close(self, code: int | None = None, reason: str | None = None) -> None: ...
 
+    async def finish_requests(self, timeout: float) -> None:
+        """Return once the requests received so far are answered, or after ``timeout``."""
+        ...
+
 
 class Admission:
     """Open connections and the caps on them; 0 means no cap. Loopback addresses are exempt

@@ -102,9 +102,10 @@ class ChatService:
             self._retention.start()
         self._spawn(self._watch_heads())
 
-    async def drain(self) -> None:
-        """Refuse new messages; commit, deliver and acknowledge everything queued."""
-        await self._writer.close()
+    async def drain(self, timeout: float | None = None) -> None:
+        """Refuse new messages; commit, deliver and acknowledge everything queued. After
+        ``timeout`` seconds, senders still waiting are told ``unavailable`` instead."""
+        await self._writer.close(timeout)
 
     async def close(self) -> None:
         """Release everything (after ``drain``)."""

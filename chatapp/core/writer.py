@@ -65,6 +65,7 @@ class BatchWriter:
         self._closed = False
         self._task: asyncio.Task[None] | None = None
         self._expiry: asyncio.TimerHandle | None = None
+        self._in_flight: list[_Pending] = []
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="chatapp-writer")
@@ -83,12 +84,23 @@ class BatchWriter:
         self._wakeup.set()
         return await pending.done
 
-    async def close(self) -> None:
-        """Refuse new messages, commit everything already queued, then stop."""
+    async def close(self, timeout: float | None = None) -> None:
+        """Refuse new messages, commit everything already queued, then stop.
+
+        After ``timeout`` seconds (a database that does not answer) the writer
+        stops where it is: every sender still waiting gets ``Unavailable``.
+        """
         self._closed = True
         self._wakeup.set()
-        if self._task is not None:
-            await self._task
+        if self._task is None:
+            return
+        await asyncio.wait([self._task], timeout=timeout)
+        stuck = [*self._in_flight, *self._queue]
+        if not self._task.done():
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        _fail(stuck, Unavailable("the server is shutting down"))
+        self._queue.clear()
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -101,10 +113,12 @@ class BatchWriter:
                 if not batch:
                     continue
                 self._expiry = loop.call_later(self._timeout, self._withdraw_stale)
+                self._in_flight = batch
                 try:
                     await self._commit(batch)
                 finally:
                     self._expiry.cancel()
+                    self._in_flight = []
             if self._closed:
                 return
 

@@ -57,6 +57,8 @@ P = ParamSpec("P")
 R = TypeVar("R")
 #: Times the write of one batch is tried when other writers keep storing its client_ids.
 CONFLICT_ROUNDS = 3
+#: Seconds one write attempt waits for SQLite's lock (longer waits are retries).
+WRITER_LOCK_WAIT = 0.25
 #: Connections of the writer's own pool on PostgreSQL (one batch at a time, one spare).
 WRITER_POOL_SIZE = 2
 
@@ -226,7 +228,9 @@ def _writer_transactions(engine: AsyncEngine, url: str, timeout: float) -> Trans
     database = engine.url.database
     if engine.dialect.name == "sqlite" and database and database != ":memory:":
         sync = create_sync_engine(engine.url.set(drivername="sqlite"))
-        event.listen(sync, "connect", sqlite_pragmas(timeout))
+        # SQLite's wait for a lock cannot be interrupted: keep each one short, and let the
+        # writer's retries (until --db-timeout) do the waiting, so shutdown never hangs on it.
+        event.listen(sync, "connect", sqlite_pragmas(min(timeout, WRITER_LOCK_WAIT)))
         return ThreadTransactions(sync)
     if engine.dialect.name == "postgresql":
         return PoolTransactions(create_engine(url, timeout=timeout, pool_size=WRITER_POOL_SIZE))

@@ -196,6 +196,10 @@ class _Socket(BaseHandler, WebSocketHandler):
             return None
         return work
 
+    async def finish_requests(self, timeout: float) -> None:
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout)
+
     def _spawn(self, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)
         self._tasks.add(task)
