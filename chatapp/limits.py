@@ -33,6 +33,10 @@ MAX_REPLAY = 1000
 DEFAULT_DB_TIMEOUT = 5.0
 #: Rooms one connection may be in at once, by default.
 DEFAULT_MAX_ROOMS = 100
+#: Least scrollback, search and room-list requests one address may make in a burst.
+MIN_HTTP_BURST = 40
+#: Guest sign-ins one address may make in a burst (the rate is --guest-rate-limit).
+GUEST_BURST = 10
 #: Minimum burst of the per-connection rate limit, in frames.
 MIN_RATE_BURST = 20
 #: Consecutive rate-limited frames after which the connection is closed (1008).

@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from chatapp.errors import ConfigError
-from chatapp.limits import DEFAULT_DB_TIMEOUT, DEFAULT_MAX_ROOMS, MIN_RATE_BURST
+from chatapp.limits import (
+    DEFAULT_DB_TIMEOUT,
+    DEFAULT_MAX_ROOMS,
+    GUEST_BURST,
+    MIN_HTTP_BURST,
+    MIN_RATE_BURST,
+)
 
 #: Name of the per-install secret that signs guest tokens, inside the data dir.
 GUEST_SECRET_FILE = "guest-secret"  # noqa: S105 (a file name, not a secret)
@@ -211,6 +217,22 @@ class Settings:
         10.0,
         "--rate-limit",
         f"frames per second per connection, bursts of max({MIN_RATE_BURST}, N); 0 turns it off",
+        parse=seconds,
+        metavar="N",
+    )
+    http_rate_limit: float = setting(
+        20.0,
+        "--http-rate-limit",
+        f"scrollback, search and room-list requests per second from one address, bursts of "
+        f"max({MIN_HTTP_BURST}, 2N); past it: HTTP 429 with Retry-After (0 turns it off)",
+        parse=seconds,
+        metavar="N",
+    )
+    guest_rate_limit: float = setting(
+        30.0,
+        "--guest-rate-limit",
+        f"guest sign-ins per minute from one address, bursts of {GUEST_BURST}; past it: "
+        "HTTP 429 with Retry-After (0 turns it off)",
         parse=seconds,
         metavar="N",
     )

@@ -31,6 +31,8 @@ from chatapp.limits import MAX_FRAME_BYTES, MAX_REJECTED_FRAMES, MAX_TEXT_CHARS
         ('{"type": "join", "room": "general", "since": -1}', "bad_field"),
         ('{"type": "join", "room": "general", "limit": true}', "bad_field"),
         ('{"type": "typing", "room": "elsewhere"}', "not_joined"),
+        ("[" * 60_000, "bad_json"),  # deeper than the parser's stack: still just bad JSON
+        ('{"type": "message", "room": "general", "text": "\\ud800"}', "bad_field"),
     ],
 )
 async def test_bad_frame_gets_an_error_and_the_connection_goes_on(ws_url, frame, code):
@@ -104,3 +106,39 @@ async def test_a_client_that_keeps_flooding_is_closed_with_1008(ws_url):
     code, reason = await flooder.closed()
     assert code == 1008 and reason
     assert (await post(bystander, "unaffected"))["seq"] == 1
+
+
+async def test_a_join_past_the_room_limit_gets_too_many_rooms_and_the_connection_stays(serve):
+    """A connection in --max-rooms-per-connection rooms gets too_many_rooms for one more;
+    it can still post in the rooms it is in."""
+    port = await serve(max_rooms_per_connection=2)
+    client, _, _ = await connect_json(f"ws://127.0.0.1:{port}")
+    await client.send({"type": "join", "room": "second"})
+    await client.expect("history")
+    await client.send({"type": "join", "room": "third"})
+    error = await client.expect("error")
+    assert (error["code"], error["room"]) == ("too_many_rooms", "third")
+    assert (await post(client, "still here", room="second"))["seq"] == 1
+
+
+async def test_a_full_server_refuses_the_upgrade_with_503(serve):
+    """Past --max-connections a WebSocket upgrade is refused with 503 and a JSON reason."""
+    port = await serve(max_connections=1)
+    await connect_json(f"ws://127.0.0.1:{port}")
+    with pytest.raises(HTTPClientError) as refused:
+        await open_client(f"ws://127.0.0.1:{port}/ws")
+    assert refused.value.code == 503
+    assert json.loads(refused.value.response.body)["error"] == "server_full"
+
+
+async def test_typing_notices_are_throttled_per_member_and_room(ws_url):
+    """A burst of typing notices reaches the others as one."""
+    typist, _, _ = await connect_json(ws_url)
+    watcher, _, _ = await connect_json(ws_url)
+    for _ in range(5):
+        await typist.send({"type": "typing", "room": "general"})
+    await post(typist, "done")  # after the notices, in the same order
+    frames = []
+    while not frames or frames[-1]["type"] != "message":
+        frames.append(await watcher.recv())
+    assert [f["type"] for f in frames if f["type"] != "presence"] == ["typing", "message"]

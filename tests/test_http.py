@@ -18,10 +18,12 @@ from chatapp.errors import CloseCode
 from chatapp.limits import (
     DEFAULT_HISTORY_LIMIT,
     DEFAULT_SEARCH_LIMIT,
+    GUEST_BURST,
     MAX_HISTORY_LIMIT,
     MAX_SEARCH_LIMIT,
     MAX_SEARCH_QUERY_CHARS,
     MAX_TEXT_CHARS,
+    MIN_HTTP_BURST,
     MIN_RATE_BURST,
     ROOM_NAME_PATTERN,
 )
@@ -221,3 +223,28 @@ async def test_auth_options_publish_the_servers_limits(serve):
     assert limits["close_codes"]["token_expired"] == 4001
     assert re.fullmatch(limits["room_pattern"], "team-1.x")
     assert not re.fullmatch(limits["room_pattern"], ".hidden")
+
+
+@pytest.mark.parametrize(
+    ("path", "method", "body", "setting", "allowed"),
+    [
+        ("/api/rooms/general/messages", "GET", None, {"http_rate_limit": 1}, MIN_HTTP_BURST),
+        ("/api/search?q=hello", "GET", None, {"http_rate_limit": 1}, MIN_HTTP_BURST),
+        ("/api/guest", "POST", b'{"name": "Ann"}', {"guest_rate_limit": 1}, GUEST_BURST),
+    ],
+)
+async def test_an_address_past_its_rate_gets_429_with_retry_after(
+    serve, path, method, body, setting, allowed
+):
+    """Scrollback, search and guest sign-in are limited per address: past the burst, 429
+    with a JSON reason and Retry-After, while the requests within it all succeeded."""
+    port = await serve(**setting)
+    client = AsyncHTTPClient()
+    for _ in range(allowed):
+        response = await client.fetch(f"http://127.0.0.1:{port}{path}", method=method, body=body)
+        assert response.code == 200
+    with pytest.raises(HTTPClientError) as refused:
+        await client.fetch(f"http://127.0.0.1:{port}{path}", method=method, body=body)
+    assert refused.value.code == 429
+    assert int(refused.value.response.headers["Retry-After"]) >= 1
+    assert json.loads(refused.value.response.body)["error"] == "rate_limited"

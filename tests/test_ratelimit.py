@@ -1,8 +1,8 @@
-"""The per-connection token bucket, driven by a fake clock."""
+"""Token buckets per connection and per address, driven by a fake clock."""
 
 from __future__ import annotations
 
-from chatapp.web.ratelimit import TokenBucket
+from chatapp.web.ratelimit import AddressLimits, TokenBucket
 
 
 class FakeClock:
@@ -94,3 +94,32 @@ def test_steady_traffic_at_the_rate_is_never_refused():
         allowed.append(bucket.allow())
         clock.advance(0.25)
     assert all(allowed)
+
+
+def test_each_address_has_its_own_bucket_and_is_told_when_to_come_back():
+    """Past its burst an address is refused with the seconds until its next token; another
+    address is not affected."""
+    clock = FakeClock()
+    limits = AddressLimits(rate=2, burst=3, clock=clock)
+    assert [limits.take("10.0.0.1") for _ in range(3)] == [None, None, None]
+    assert limits.take("10.0.0.1") == 0.5
+    assert limits.take("10.0.0.2") is None
+    clock.advance(0.5)
+    assert limits.take("10.0.0.1") is None
+
+
+def test_addresses_whose_buckets_refilled_are_forgotten():
+    """A stream of one-off addresses does not grow the table without end."""
+    clock = FakeClock()
+    limits = AddressLimits(rate=1, burst=1, clock=clock)
+    for i in range(AddressLimits.SWEEP_AT):
+        limits.take(f"10.1.{i // 256}.{i % 256}")
+    clock.advance(2)
+    limits.take("10.9.9.9")
+    assert len(limits) == 1
+
+
+def test_a_rate_of_zero_turns_the_limit_off():
+    """With rate 0 every request goes through."""
+    limits = AddressLimits(rate=0, burst=1)
+    assert all(limits.take("10.0.0.1") is None for _ in range(100))

@@ -28,16 +28,26 @@ from chatapp.web.edge import (
     require_allowed_origin,
     set_token_cookie,
 )
+from chatapp.web.ratelimit import AddressLimits
 
 
 class MessagesHandler(BaseHandler):
     """``GET /api/rooms/{room}/messages?before=SEQ&limit=N``: one page of scrollback."""
 
-    def initialize(self, service: ChatService, auth: Authenticator) -> None:
+    def initialize(
+        self,
+        service: ChatService,
+        auth: Authenticator,
+        settings: Settings,
+        limits: AddressLimits,
+    ) -> None:
         self.service = service
         self.auth = auth
+        self.server_settings = settings
+        self.limits = limits
 
     async def get(self, room: str) -> None:
+        self.throttle(self.limits, self.server_settings)
         identity = self.identify(self.auth)
         name = protocol.room_name(room)
         before = self.query_int("before", minimum=1)
@@ -53,11 +63,20 @@ class SearchHandler(BaseHandler):
     Without ``room``, every room the caller may use is searched.
     """
 
-    def initialize(self, service: ChatService, auth: Authenticator) -> None:
+    def initialize(
+        self,
+        service: ChatService,
+        auth: Authenticator,
+        settings: Settings,
+        limits: AddressLimits,
+    ) -> None:
         self.service = service
         self.auth = auth
+        self.server_settings = settings
+        self.limits = limits
 
     async def get(self) -> None:
+        self.throttle(self.limits, self.server_settings)
         identity = self.identify(self.auth)
         query = protocol.search_query(self.get_query_argument("q", None))
         room_arg = self.get_query_argument("room", None)
@@ -71,11 +90,20 @@ class SearchHandler(BaseHandler):
 class RoomsHandler(BaseHandler):
     """``GET /api/rooms``: the rooms the caller may use, most recently active first."""
 
-    def initialize(self, service: ChatService, auth: Authenticator) -> None:
+    def initialize(
+        self,
+        service: ChatService,
+        auth: Authenticator,
+        settings: Settings,
+        limits: AddressLimits,
+    ) -> None:
         self.service = service
         self.auth = auth
+        self.server_settings = settings
+        self.limits = limits
 
     async def get(self) -> None:
+        self.throttle(self.limits, self.server_settings)
         rooms = await self.service.directory(self.identify(self.auth))
         self.set_header("Cache-Control", "no-store")
         self.write(wire.rooms_dict(rooms))
@@ -132,12 +160,14 @@ class GuestHandler(BaseHandler):
     in a URL.
     """
 
-    def initialize(self, auth: Authenticator, settings: Settings) -> None:
+    def initialize(self, auth: Authenticator, settings: Settings, limits: AddressLimits) -> None:
         self.auth = auth
         self.server_settings = settings
+        self.limits = limits
 
     def post(self) -> None:
         require_allowed_origin(self, self.server_settings)
+        self.throttle(self.limits, self.server_settings)
         if not self.auth.allow_guests:
             raise AuthError("this server requires a token", ErrorCode.GUESTS_DISABLED)
         body = _json_body(self)

@@ -10,7 +10,7 @@ from tornado.web import Application, RequestHandler, StaticFileHandler
 
 from chatapp.auth.tokens import Authenticator
 from chatapp.core.service import ChatService
-from chatapp.limits import MAX_FRAME_BYTES
+from chatapp.limits import GUEST_BURST, MAX_FRAME_BYTES, MIN_HTTP_BURST
 from chatapp.ops.metrics import Metrics
 from chatapp.resources import resource_dir
 from chatapp.settings import Settings
@@ -26,6 +26,7 @@ from chatapp.web.api import (
     SessionHandler,
 )
 from chatapp.web.edge import log_request
+from chatapp.web.ratelimit import AddressLimits
 from chatapp.web.sockets import ChatSocket, TextSocket
 
 
@@ -79,16 +80,25 @@ def make_app(
     service: ChatService, auth: Authenticator, settings: Settings, metrics: Metrics
 ) -> Application:
     socket_deps = {"service": service, "auth": auth, "settings": settings, "metrics": metrics}
+    reads = {
+        "service": service,
+        "auth": auth,
+        "settings": settings,
+        "limits": AddressLimits(
+            settings.http_rate_limit, max(MIN_HTTP_BURST, int(2 * settings.http_rate_limit))
+        ),
+    }
+    guests = AddressLimits(settings.guest_rate_limit / 60, GUEST_BURST)
     static = resource_dir("static")
     return Application(
         [
             Rule(_WebSocketUpgrade("/"), TextSocket, socket_deps),
             (r"/", PageHandler, {"page": (static / "index.html").read_bytes()}),
             (r"/ws", ChatSocket, socket_deps),
-            (r"/api/rooms/([^/]+)/messages", MessagesHandler, {"service": service, "auth": auth}),
-            (r"/api/rooms", RoomsHandler, {"service": service, "auth": auth}),
-            (r"/api/search", SearchHandler, {"service": service, "auth": auth}),
-            (r"/api/guest", GuestHandler, {"auth": auth, "settings": settings}),
+            (r"/api/rooms/([^/]+)/messages", MessagesHandler, reads),
+            (r"/api/rooms", RoomsHandler, reads),
+            (r"/api/search", SearchHandler, reads),
+            (r"/api/guest", GuestHandler, {"auth": auth, "settings": settings, "limits": guests}),
             (r"/api/session", SessionHandler, {"auth": auth, "settings": settings}),
             (r"/api/auth", AuthOptionsHandler, {"auth": auth, "settings": settings}),
             (r"/healthz", HealthHandler),

@@ -27,6 +27,7 @@ from chatapp.auth.tokens import Authenticator, Identity
 from chatapp.core import protocol
 from chatapp.errors import AccessDenied, ChatError, ErrorCode, LimitReached, http_status
 from chatapp.settings import Settings
+from chatapp.web.ratelimit import AddressLimits
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,14 @@ class BaseHandler(RequestHandler):
         """
         token = self.request_token()
         return auth.verify(token) if token else auth.anonymous_guest()
+
+    def throttle(self, limits: AddressLimits, settings: Settings) -> None:
+        """Refuse a request from an address past its rate: 429, with Retry-After."""
+        wait = limits.take(client_address(self, settings))
+        if wait is not None:
+            raise LimitReached(
+                "too many requests from this address; try again shortly", retry_after=wait
+            )
 
     def request_token(self) -> str | None:
         scheme, _, value = self.request.headers.get("Authorization", "").partition(" ")
