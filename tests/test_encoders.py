@@ -8,8 +8,11 @@ from factories import ALICE, BOB, decode_frames, event, stored
 
 from chatapp.core.hub import Delivery
 from chatapp.model import History, MessageEvent, Page, PresenceEvent, TypingEvent, User
-from chatapp.web.encoders import JSON, TEXT
+from chatapp.web.encoders import JsonEncoder, MessageJson, TextEncoder
 from chatapp.web.wsframe import text_frame
+
+JSON = JsonEncoder()
+TEXT = TextEncoder()
 
 
 class Recipient:
@@ -96,3 +99,23 @@ def test_history_is_one_json_frame_or_lines_of_text():
         "Alice: text 1",
         "Bob: text 2",
     ]
+
+
+def test_history_reuses_each_message_encoding_and_matches_the_plain_encoding():
+    """History frames are built from the messages' cached JSON, identical to encoding anew."""
+    encoder = JsonEncoder()
+    live = Delivery("general", [event(1), event(2)])
+    encoder.delivery(live, Recipient("c1", ALICE))
+    page = Page([stored(1), stored(2)], has_more=False, pruned_before=1)
+    assert encoder.history(History("general", page)) == JSON.history(History("general", page))
+    [frame] = payloads(encoder.history(History("general", page)))
+    assert frame["pruned_before"] == 1 and [m["seq"] for m in frame["messages"]] == [1, 2]
+
+
+def test_the_message_cache_forgets_the_oldest_past_its_budget():
+    """The cache of message JSON stays within its character budget."""
+    cache = MessageJson(budget=1000)
+    for seq in range(1, 50):
+        cache(stored(seq))
+    assert cache._size <= 1000 and stored(49).id in cache._texts
+    assert stored(1).id not in cache._texts

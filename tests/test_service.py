@@ -213,3 +213,38 @@ async def test_a_failed_join_leaves_no_half_joined_member(store, since):
         await join(service, alice, since=since)
     assert not hub.is_member(alice, "general")
     assert hub.active_rooms() == {}
+
+
+class CountingStore(SqlStore):
+    """A real store that counts the newest-page reads."""
+
+    latest_reads = 0
+
+    async def latest(self, room: str, limit: int) -> Page:
+        CountingStore.latest_reads += 1
+        return await super().latest(room, limit)
+
+
+async def test_joiners_of_an_active_room_get_its_newest_page_from_memory(store):
+    """Once a room's recent messages are in memory, the next joiners' pages come from there,
+    the same page the store would give."""
+    counting = CountingStore(store._engine)
+    hub = Hub()
+    service = ChatService(counting, hub, LocalBroker(hub.deliver), Metrics(), Admission())
+    service.start()
+    try:
+        await fill(store, 60)
+        first, sender = FakeConnection("c1", ALICE), FakeConnection("c2", BOB)
+        await join(service, first)
+        await join(service, sender)
+        await post(service, sender, 2)
+        reads = CountingStore.latest_reads
+        later = FakeConnection("c3", ALICE)
+        await join(service, later)
+        assert CountingStore.latest_reads == reads
+        [page] = later.pages
+        expected = await store.latest("general", 50)
+        assert (page.messages, page.has_more) == (expected.messages, expected.has_more)
+    finally:
+        await service.drain()
+        await service.close()

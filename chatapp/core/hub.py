@@ -26,12 +26,23 @@ A member is, per room, in one of four states:
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from chatapp.model import Event, MessageEvent, PresenceEvent, RoomEvent, TypingEvent, User
+from chatapp.limits import DEFAULT_HISTORY_LIMIT
+from chatapp.model import (
+    Event,
+    MessageEvent,
+    PresenceEvent,
+    RoomEvent,
+    StoredMessage,
+    TypingEvent,
+    User,
+)
 from chatapp.ops.metrics import Metrics
 
 #: Presence changes are coalesced: one ``presence`` frame at most per this delay,
@@ -42,6 +53,9 @@ PRESENCE_DELAY_PER_MEMBER = 0.002
 PRESENCE_MAX_USERS = 100
 #: Seconds a message ahead of a gap waits for the missing ones before they are fetched.
 GAP_HOLD = 0.2
+#: Messages of each active room kept in memory for joiners: the default page and one more
+#: (which tells whether older messages exist).
+TAIL = DEFAULT_HISTORY_LIMIT + 1
 #: Least seconds between two typing notices of one member in one room.
 TYPING_INTERVAL = 1.0
 
@@ -87,6 +101,8 @@ class _Room:
     gap_timer: asyncio.TimerHandle | None = None
     presence_timer: asyncio.TimerHandle | None = None
     typed_at: dict[Member, float] = field(default_factory=dict)
+    #: The newest messages delivered, contiguous up to ``last_seq`` (empty until known).
+    tail: deque[StoredMessage] = field(default_factory=lambda: deque(maxlen=TAIL))
 
     def present(self) -> list[Member]:
         """Members that have been sent some history: a joiner is listed once it has the room."""
@@ -149,6 +165,28 @@ class Hub:
     def head_known(self, room: str) -> bool:
         state = self._rooms.get(room)
         return state is not None and state.last_seq is not None
+
+    def recent(self, room: str, count: int) -> list[StoredMessage] | None:
+        """The room's ``count`` newest delivered messages, from memory, or None when this
+        hub does not hold that many (a joiner then reads them from the store)."""
+        state = self._rooms.get(room)
+        if state is None or len(state.tail) < count:
+            return None
+        return list(itertools.islice(state.tail, len(state.tail) - count, None))
+
+    def remember(self, room: str, messages: Sequence[StoredMessage]) -> None:
+        """Messages read from the store that end where delivery stands: they start the room's
+        tail, so the next joiners need not read them again."""
+        state = self._rooms.get(room)
+        if (
+            state is None
+            or state.tail
+            or not messages
+            or messages[-1].seq != state.last_seq
+            or messages[-1].seq - messages[0].seq != len(messages) - 1
+        ):
+            return
+        state.tail.extend(messages)
 
     def last_seq(self, room: str) -> int | None:
         """The newest seq delivered in the room here (None: not known yet)."""
@@ -265,9 +303,11 @@ class Hub:
                 continue  # delivered already: a republished or refetched message
             ready.append(event)
             state.last_seq = seq
+            state.tail.append(event.message)
             while (following := state.held.pop(state.last_seq + 1, None)) is not None:
                 ready.append(following)
                 state.last_seq += 1
+                state.tail.append(following.message)
         for seq in [s for s in state.held if state.last_seq is not None and s <= state.last_seq]:
             del state.held[seq]
         if state.held and state.last_seq is not None and state.gap_timer is None:
@@ -289,6 +329,7 @@ class Hub:
             return
         if events and events[0].message.seq > state.last_seq + 1:
             state.last_seq = events[0].message.seq - 1
+            state.tail.clear()  # no longer contiguous
         self._offer(state, events)
 
     def _fan_out(self, state: _Room, events: list[RoomEvent]) -> int:

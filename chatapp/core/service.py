@@ -155,7 +155,8 @@ class ChatService:
         self._hub.begin_join(conn, room)
         try:
             await self._broker.subscribe(room)
-            head = await self._store.head(room)
+            known = self._hub.last_seq(room)
+            head = await self._store.head(room) if known is None or since is not None else known
             self._hub.set_head(room, head)
             cursor = head
             async for page, covered in self._history(room, head, since, size):
@@ -172,7 +173,10 @@ class ChatService:
     ) -> AsyncIterator[tuple[Page, int]]:
         """A joiner's history pages, each with the newest seq it covers."""
         if since is None or since > head or head - since > MAX_REPLAY:
-            page = await self._store.latest(room, size)
+            page = self._newest_in_memory(room, size)
+            if page is None:
+                page = await self._store.latest(room, size)
+                self._hub.remember(room, page.messages)
             yield page, page.messages[-1].seq if page.messages else (page.pruned_before or 1) - 1
             return
         cursor = since
@@ -188,6 +192,16 @@ class ChatService:
             yield Page(missed, has_more=False, pruned_before=gone), cursor
             if len(missed) < size or cursor >= head:
                 return
+
+    def _newest_in_memory(self, room: str, size: int) -> Page | None:
+        """The newest page from the hub's tail of the room, when it holds one more message
+        than the page (so older ones exist) and retention cannot have deleted that one."""
+        recent = self._hub.recent(room, size + 1)
+        if recent is None:
+            return None
+        if self._retention is not None and not self._retention.keeps(recent[0].created_at):
+            return None
+        return Page(recent[1:], has_more=True)
 
     async def catch_up(self, conn: Connection) -> AsyncGenerator[Delivery, None]:
         """What the member missed while its backlog was full, room by room, until it is live

@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 PRUNE_INTERVAL = 3600.0
 #: Most messages deleted in one transaction.
 PRUNE_BATCH = 500
+#: How much younger than the cutoff a message must be to count as surely kept.
+KEEP_MARGIN = timedelta(minutes=1)
 #: Seconds to yield to the writer between two batches.
 PRUNE_PAUSE = 0.05
 
@@ -48,6 +50,10 @@ class Retention:
         self._clock = clock
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+
+    def keeps(self, created_at: datetime) -> bool:
+        """Whether a message this old is surely still stored (no pass can have deleted it)."""
+        return created_at >= self._clock() - self._keep + KEEP_MARGIN
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="chatapp-retention")

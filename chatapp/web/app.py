@@ -26,6 +26,7 @@ from chatapp.web.api import (
     SessionHandler,
 )
 from chatapp.web.edge import log_request
+from chatapp.web.encoders import Encoders
 from chatapp.web.ratelimit import AddressLimits
 from chatapp.web.sockets import ChatSocket, TextSocket
 
@@ -79,7 +80,13 @@ class StaticHandler(StaticFileHandler):
 def make_app(
     service: ChatService, auth: Authenticator, settings: Settings, metrics: Metrics
 ) -> Application:
-    socket_deps = {"service": service, "auth": auth, "settings": settings, "metrics": metrics}
+    socket_deps = {
+        "service": service,
+        "auth": auth,
+        "settings": settings,
+        "metrics": metrics,
+        "encoders": Encoders.new(),
+    }
     reads = {
         "service": service,
         "auth": auth,

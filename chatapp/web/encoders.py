@@ -28,6 +28,9 @@ from chatapp.model import (
 from chatapp.web import wire
 from chatapp.web.wsframe import text_frame
 
+#: Characters of message JSON kept for history frames (about 8 MB).
+MESSAGE_JSON_BUDGET = 4 * 1024 * 1024
+
 
 class Recipient(Protocol):
     @property
@@ -57,13 +60,39 @@ class _Encoded:
     excluded: frozenset[str]
 
 
+class MessageJson:
+    """Each message's JSON, kept for the joiners that will ask for it in their history, up to
+    ``budget`` characters in all (the oldest are forgotten first). Messages never change,
+    and their ids are never reused, so an entry is never stale."""
+
+    def __init__(self, budget: int = MESSAGE_JSON_BUDGET) -> None:
+        self._budget = budget
+        self._texts: dict[int, str] = {}
+        self._size = 0
+
+    def __call__(self, message: StoredMessage) -> str:
+        text = self._texts.get(message.id)
+        if text is None:
+            text = self._texts[message.id] = wire.encode_message(message)
+            self._size += len(text)
+            while self._size > self._budget:
+                self._size -= len(self._texts.pop(next(iter(self._texts))))
+        return text
+
+
 class JsonEncoder:
-    """``/ws``: every event as a JSON frame; your own typing notices are not sent back."""
+    """``/ws``: every event as a JSON frame; your own typing notices are not sent back.
+
+    One per server: its cache of message JSON belongs to that server's database.
+    """
+
+    def __init__(self) -> None:
+        self.message_json = MessageJson()
 
     def delivery(self, delivery: Delivery, recipient: Recipient) -> bytes:
         encoded = delivery.encoded.get(self)
         if encoded is None:
-            frames = [text_frame(_event_json(e)) for e in delivery.events]
+            frames = [text_frame(self._event_json(e)) for e in delivery.events]
             typists = frozenset(e.origin for e in delivery.events if isinstance(e, TypingEvent))
             encoded = delivery.encoded[self] = _Encoded(frames, b"".join(frames), typists)
         if recipient.id not in encoded.excluded:
@@ -77,7 +106,9 @@ class JsonEncoder:
     def history(self, history: History) -> bytes:
         page = history.page
         return text_frame(
-            wire.encode_history(history.room, page.messages, page.has_more, page.pruned_before)
+            wire.encode_history(
+                history.room, page.messages, page.has_more, page.pruned_before, self.message_json
+            )
         )
 
     def error(self, error: ChatError) -> bytes:
@@ -88,6 +119,14 @@ class JsonEncoder:
 
     def ack(self, message: StoredMessage) -> bytes:
         return text_frame(wire.encode_ack(message))
+
+    def _event_json(self, event: RoomEvent) -> str:
+        if isinstance(event, MessageEvent):
+            return self.message_json(event.message)
+        if isinstance(event, TypingEvent):
+            return wire.encode_typing(event.room, event.user)
+        assert isinstance(event, PresenceEvent)
+        return wire.encode_presence(event.room, event.users, event.count)
 
 
 class TextEncoder:
@@ -130,14 +169,13 @@ def _lines(messages: Iterable[StoredMessage]) -> bytes:
     return b"".join(text_frame(wire.text_line(m)) for m in messages)
 
 
-def _event_json(event: RoomEvent) -> str:
-    if isinstance(event, MessageEvent):
-        return wire.encode_message(event.message)
-    if isinstance(event, TypingEvent):
-        return wire.encode_typing(event.room, event.user)
-    assert isinstance(event, PresenceEvent)
-    return wire.encode_presence(event.room, event.users, event.count)
+@dataclass(frozen=True, slots=True)
+class Encoders:
+    """One server's encoders, one per kind of connection."""
 
+    json: JsonEncoder
+    text: TextEncoder
 
-JSON = JsonEncoder()
-TEXT = TextEncoder()
+    @classmethod
+    def new(cls) -> Encoders:
+        return cls(JsonEncoder(), TextEncoder())

@@ -21,7 +21,6 @@ import secrets
 import time
 from collections.abc import AsyncGenerator, Awaitable
 from contextlib import aclosing
-from typing import ClassVar
 
 from tornado.ioloop import IOLoop
 from tornado.websocket import WebSocketHandler
@@ -44,7 +43,7 @@ from chatapp.ops.logs import connection_id
 from chatapp.ops.metrics import Metrics
 from chatapp.settings import Settings
 from chatapp.web.edge import BaseHandler, client_address, is_loopback, require_allowed_origin
-from chatapp.web.encoders import JSON, TEXT, Encoder
+from chatapp.web.encoders import Encoder, Encoders, JsonEncoder, TextEncoder
 from chatapp.web.outbox import Outbox
 from chatapp.web.ratelimit import TokenBucket
 
@@ -58,11 +57,15 @@ _connection_numbers = itertools.count(1)
 class _Socket(BaseHandler, WebSocketHandler):
     """What both WebSocket endpoints share: identity, flow control, rate limit, cleanup."""
 
-    encoder: ClassVar[Encoder]
-
     def initialize(
-        self, service: ChatService, auth: Authenticator, settings: Settings, metrics: Metrics
+        self,
+        service: ChatService,
+        auth: Authenticator,
+        settings: Settings,
+        metrics: Metrics,
+        encoders: Encoders,
     ) -> None:
+        self.encoders = encoders
         self.service = service
         self.auth = auth
         self.server_settings = settings
@@ -83,6 +86,11 @@ class _Socket(BaseHandler, WebSocketHandler):
     @property
     def user(self) -> User:
         return self.identity.user
+
+    @property
+    def encoder(self) -> Encoder:
+        """This endpoint's encoder (from the server's ``Encoders``)."""
+        raise NotImplementedError
 
     def prepare(self) -> None:
         """Refuse before the upgrade: foreign origin 403, no identity 401, over a cap 429/503."""
@@ -235,7 +243,9 @@ class _Socket(BaseHandler, WebSocketHandler):
 class ChatSocket(_Socket):
     """``/ws``: the JSON protocol."""
 
-    encoder = JSON
+    @property
+    def encoder(self) -> JsonEncoder:
+        return self.encoders.json
 
     def prepare(self) -> None:
         super().prepare()
@@ -247,7 +257,7 @@ class ChatSocket(_Socket):
     async def open(self) -> None:
         connection_id.set(self.id)
         self._start()
-        self.reply(JSON.hello(self.user))
+        self.reply(self.encoder.hello(self.user))
         await self._join(self.room, self.since, self.limit)
 
     def on_message(self, message: str | bytes) -> Awaitable[None] | None:
@@ -284,13 +294,13 @@ class ChatSocket(_Socket):
 
     async def _post(self, frame: protocol.PostMessage) -> None:
         result = await self.service.post(self, frame.room, frame.text, frame.client_id)
-        self.reply(JSON.ack(result.message))
+        self.reply(self.encoder.ack(result.message))
 
     async def _history(self, frame: protocol.HistoryRequest) -> None:
         page = await self.service.page(self.identity, frame.room, frame.before, frame.limit)
         assert self._outbox is not None
         await self._outbox.drained()
-        self.reply(JSON.history(History(frame.room, page)))
+        self.reply(self.encoder.history(History(frame.room, page)))
 
 
 def _client_id(raw: str | bytes) -> str | None:
@@ -310,7 +320,9 @@ class TextSocket(_Socket):
     as a line starting with ``[chatapp]``, since these clients only show text.
     """
 
-    encoder = TEXT
+    @property
+    def encoder(self) -> TextEncoder:
+        return self.encoders.text
 
     async def open(self) -> None:
         connection_id.set(self.id)

@@ -9,7 +9,7 @@ everywhere.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -59,8 +59,16 @@ def encode_history(
     messages: Iterable[StoredMessage],
     has_more: bool,
     pruned_before: int | None = None,
+    message_json: Callable[[StoredMessage], str] = encode_message,
 ) -> str:
-    return _dumps(history_dict(room, messages, has_more, pruned_before))
+    """A ``history`` frame as ``history_dict`` shapes it, built from each message's JSON
+    (``message_json`` may serve those from a cache)."""
+    tail = f',"pruned_before":{int(pruned_before)}' if pruned_before is not None else ""
+    return (
+        f'{{"type":"history","room":{_dumps(room)},"messages":['
+        + ",".join(message_json(m) for m in messages)
+        + f'],"has_more":{_dumps(has_more)}{tail}}}'
+    )
 
 
 def history_dict(
