@@ -102,6 +102,9 @@ class Outbox:
     def _send(self, data: bytes) -> None:
         """Hand ``data`` to the kernel now if the socket takes it, the rest to the stream."""
         stream = self._stream
+        if stream.closed():
+            self.close()
+            return
         if type(stream) is IOStream and not stream.writing():
             # Plain TCP with nothing of Tornado's own (a ping, say) waiting: hand the bytes
             # to the kernel directly, skipping the stream's Future and buffer work, which in
