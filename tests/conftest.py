@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
+import os
+import socket
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from functools import partial
@@ -68,7 +71,40 @@ def close_clients(io_loop: IOLoop) -> Iterator[None]:
         _opened.pop().close()
 
 
-PG_HOST, PG_PORT, PG_USER, PG_ADMIN_DB = "127.0.0.1", 5432, "postgres", "test"
+#: Where the suite finds PostgreSQL (libpq's PGHOST and PGPORT may point elsewhere) and Redis.
+PG_HOST = os.environ.get("PGHOST", "127.0.0.1")
+PG_PORT = int(os.environ.get("PGPORT", "5432"))
+PG_USER, PG_ADMIN_DB = "postgres", "test"
+REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+#: The tests that need a service carry its marker.
+SERVICES = {"postgres": (PG_HOST, PG_PORT), "redis": (REDIS_HOST, REDIS_PORT)}
+#: Seconds to wait for a service to accept a connection.
+SERVICE_TIMEOUT = 2.0
+
+
+@functools.cache
+def answers(host: str, port: int) -> bool:
+    """Whether something accepts TCP connections at ``host:port`` (asked once per run)."""
+    try:
+        with socket.create_connection((host, port), timeout=SERVICE_TIMEOUT):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Skip a test whose service does not answer, with the reason; in CI (``CI`` set), fail it.
+
+    CI must run every test, as it must run the browser tests.
+    """
+    for marker, (host, port) in SERVICES.items():
+        if item.get_closest_marker(marker) is None or answers(host, port):
+            continue
+        reason = f"{marker} does not answer on {host}:{port}"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}, and CI requires it", pytrace=False)
+        pytest.skip(f"{reason} (start it to run this test; CI requires it)")
 
 
 async def pg_admin(statement: str) -> None:

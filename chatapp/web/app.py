@@ -48,6 +48,14 @@ PAGE_CSP = (
 )
 
 
+def confine(handler: RequestHandler) -> None:
+    """The page's protective headers. Every response that can be the page, or a document
+    opened from static/ (``/static/index.html``, the SVG icon), carries the same ones."""
+    handler.set_header("Content-Security-Policy", PAGE_CSP)
+    handler.set_header("X-Content-Type-Options", "nosniff")
+    handler.set_header("Referrer-Policy", "no-referrer")
+
+
 class PageHandler(RequestHandler):
     """``GET /``: the browser client, revalidated on every load."""
 
@@ -57,9 +65,7 @@ class PageHandler(RequestHandler):
     def get(self) -> None:
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.set_header("Cache-Control", "no-cache")
-        self.set_header("Content-Security-Policy", PAGE_CSP)
-        self.set_header("X-Content-Type-Options", "nosniff")
-        self.set_header("Referrer-Policy", "no-referrer")
+        confine(self)
         self.write(self.page)
 
 
@@ -72,7 +78,7 @@ class StaticHandler(StaticFileHandler):
     """
 
     def set_extra_headers(self, path: str) -> None:
-        self.set_header("X-Content-Type-Options", "nosniff")
+        confine(self)
         if "v" not in self.request.arguments:
             self.set_header("Cache-Control", "no-cache")
 
