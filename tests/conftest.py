@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import json
 import os
+import re
 import socket
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping
@@ -22,7 +23,8 @@ from typing import Any
 
 import pytest
 from chatdata import populate
-from procs import Launch, Server, spawn_server, wait_ready
+from procs import REPO, Launch, Server, spawn_server, wait_ready
+from sqlalchemy.engine import make_url
 from tornado.httpclient import HTTPRequest
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
@@ -34,6 +36,8 @@ from chatapp.server import Chat, build, shut_down
 from chatapp.settings import Settings
 from chatapp.store.sql import SqlStore, open_store
 
+#: The SQL interface's documentation, whose examples and role the tests run.
+SQL_DOC = REPO / "docs" / "sql.md"
 #: Seconds a test waits for a frame it expects.
 RECV_TIMEOUT = 5.0
 #: Every client connection a test opened, closed after the test.
@@ -107,10 +111,11 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         pytest.skip(f"{reason} (start it to run this test; CI requires it)")
 
 
-async def pg_admin(statement: str) -> None:
+async def pg_admin(statement: str, database: str = PG_ADMIN_DB) -> None:
+    """Run SQL (one or several statements) as the PostgreSQL superuser in ``database``."""
     import asyncpg
 
-    conn = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database=PG_ADMIN_DB)
+    conn = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database=database)
     try:
         await conn.execute(statement)
     finally:
@@ -149,6 +154,27 @@ def populated(db_url: str, io_loop: IOLoop) -> Iterator[str]:
     """A database of each backend holding the sample history of ``chatdata``."""
     io_loop.run_sync(lambda: populate(db_url))
     yield db_url
+
+
+@pytest.fixture
+def reader_url(populated: str, io_loop: IOLoop) -> Iterator[str]:
+    """``populated`` as ``python -m chatapp sql`` should read it: on PostgreSQL as the
+    SELECT-only role that docs/sql.md creates (its SQL verbatim, names aside); SQLite as is."""
+    if not populated.startswith("postgresql"):
+        yield populated
+        return
+    url = make_url(populated)
+    role = f"reader_{uuid.uuid4().hex[:12]}"
+    [block] = re.findall(r"^```plpgsql\n(.*?)^```", SQL_DOC.read_text(), re.MULTILINE | re.DOTALL)
+    script = re.sub(r"\bchatapp_reader\b", role, block)
+    script = re.sub(r"\bchatapp\b", PG_USER, script)  # the doc's server role
+    script = re.sub(r"\bchat\b", f'"{url.database}"', script)  # the doc's database
+    io_loop.run_sync(lambda: pg_admin(script, str(url.database)))
+    try:
+        yield url.set(username=role, password=None).render_as_string(hide_password=False)
+    finally:
+        io_loop.run_sync(lambda: pg_admin(f'DROP OWNED BY "{role}"', str(url.database)))
+        io_loop.run_sync(lambda: pg_admin(f'DROP ROLE "{role}"'))
 
 
 @pytest.fixture
