@@ -37,6 +37,9 @@ HTTP = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
+#: One example's requests, run on the test server's loop.
+Attempt = Callable[[], Coroutine[Any, Any, None]]
+
 # --- inputs -------------------------------------------------------------------
 
 #: Any character, lone surrogates included (JSON can carry them as \ud800 escapes).
@@ -148,15 +151,22 @@ def check_answer(response: HTTPResponse) -> None:
         assert set(body) == {"error", "reason"} and body["error"] and body["reason"], body
 
 
-def no_errors_logged(caplog: pytest.LogCaptureFixture) -> None:
+def run(io_loop: IOLoop, caplog: pytest.LogCaptureFixture, attempt: Attempt) -> None:
+    """Run one example's requests on the loop that serves the test's server; nothing may
+    have been logged at ERROR meanwhile (a traceback, or a 5xx in the access log)."""
+    io_loop.run_sync(attempt, timeout=30)
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     caplog.clear()
     assert errors == []
 
 
-def run(io_loop: IOLoop, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    """Run one example's requests on the loop that serves the test's server."""
-    io_loop.run_sync(work, timeout=30)
+def get_answers(io_loop: IOLoop, caplog: pytest.LogCaptureFixture, url: str) -> None:
+    """``GET url`` gets an answer as ``check_answer`` wants it, and logs no error."""
+
+    async def attempt() -> None:
+        check_answer(await fetch(url))
+
+    run(io_loop, caplog, attempt)
 
 
 async def fetch(url: str, **kwargs: Any) -> HTTPResponse:
@@ -168,26 +178,15 @@ async def fetch(url: str, **kwargs: Any) -> HTTPResponse:
 @example(room="", before=None, limit=None)  # found: no route, an HTML 404
 def test_scrollback_answers_any_room_and_parameters(http_url, io_loop, caplog, room, before, limit):
     """``/api/rooms/{room}/messages?before&limit``: a page or a JSON 4xx, for any input."""
-
-    async def example() -> None:
-        check_answer(
-            await fetch(f"{http_url}/api/rooms/{room}/messages{query(before=before, limit=limit)}")
-        )
-
-    run(io_loop, example)
-    no_errors_logged(caplog)
+    parameters = query(before=before, limit=limit)
+    get_answers(io_loop, caplog, f"{http_url}/api/rooms/{room}/messages{parameters}")
 
 
 @HTTP
 @given(q=st.none() | url_text, room=st.none() | url_text, limit=st.none() | url_text)
 def test_search_answers_any_parameters(http_url, io_loop, caplog, q, room, limit):
     """``/api/search?q&room&limit``: hits or a JSON 4xx, for any input."""
-
-    async def example() -> None:
-        check_answer(await fetch(f"{http_url}/api/search{query(q=q, room=room, limit=limit)}"))
-
-    run(io_loop, example)
-    no_errors_logged(caplog)
+    get_answers(io_loop, caplog, f"{http_url}/api/search{query(q=q, room=room, limit=limit)}")
 
 
 @HTTP
@@ -195,7 +194,7 @@ def test_search_answers_any_parameters(http_url, io_loop, caplog, q, room, limit
 def test_the_websocket_endpoint_answers_any_parameters(ws_url, io_loop, caplog, room, since, limit):
     """``/ws?room&since&limit``: the upgrade and a hello, or a JSON 4xx before it."""
 
-    async def example() -> None:
+    async def attempt() -> None:
         try:
             conn = await open_client(f"{ws_url}/ws{query(room=room, since=since, limit=limit)}")
         except HTTPClientError as refused:
@@ -206,8 +205,7 @@ def test_the_websocket_endpoint_answers_any_parameters(ws_url, io_loop, caplog, 
         assert (await client.recv())["type"] == "hello"
         client.close()
 
-    run(io_loop, example)
-    no_errors_logged(caplog)
+    run(io_loop, caplog, attempt)
 
 
 guest_bodies = st.one_of(
@@ -229,7 +227,7 @@ def test_guest_sign_in_answers_any_body_with_a_token_that_works(
 ):
     """``POST /api/guest``: a token or a JSON 4xx for any body; a token it gives opens /ws."""
 
-    async def example() -> None:
+    async def attempt() -> None:
         response = await fetch(f"{http_url}/api/guest", method="POST", body=body)
         check_answer(response)
         if response.code != 200:
@@ -240,5 +238,4 @@ def test_guest_sign_in_answers_any_body_with_a_token_that_works(
         assert hello["type"] == "hello", hello
         client.close()
 
-    run(io_loop, example)
-    no_errors_logged(caplog)
+    run(io_loop, caplog, attempt)
