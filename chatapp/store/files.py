@@ -55,8 +55,9 @@ def write_problem(path: Path) -> str | None:
             f"its folder {str(folder)!r} is not writable "
             f"(SQLite creates {path.name}-wal and {path.name}-shm there)"
         )
-    for name in (path.name, *(path.name + suffix for suffix in WAL_SUFFIXES)):
-        file = folder / name
-        if file.exists() and not os.access(file, os.W_OK):
-            return f"{str(file)!r} is read-only"
+    if path.exists() and not os.access(path, os.W_OK):
+        return "it is read-only"
+    for name in (path.name + suffix for suffix in WAL_SUFFIXES):
+        if (folder / name).exists() and not os.access(folder / name, os.W_OK):
+            return f"{name} beside it is read-only"
     return None

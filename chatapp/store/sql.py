@@ -502,7 +502,8 @@ class SqlStore:
             async with self._engine.connect() as connection:
                 await connection.run_sync(writable.probe)
         except (SQLAlchemyError, OSError) as exc:
-            raise StoreError(f"the database refuses writes: {_first_line(exc)}") from None
+            orig = getattr(exc, "orig", None) or exc  # the database's words, not SQLAlchemy's
+            raise StoreError(f"the database refuses writes: {_first_line(orig)}") from None
 
     async def ready(self) -> None:
         await self.ping()
