@@ -149,19 +149,7 @@ def message_text(text: str) -> str:
         raise RequestError("message text is not valid Unicode (a lone surrogate)")
     if len(text) > MAX_TEXT_CHARS:
         raise RequestError(f"message text is over {MAX_TEXT_CHARS} characters", ErrorCode.TOO_LONG)
-    return valid_unicode(text, "text")
-
-
-def valid_unicode(value: str, key: str) -> str:
-    """``value`` unless it holds a lone surrogate, which JSON can carry (``"\\ud800"``, e.g.
-    from text cut inside an emoji) but no database stores and UTF-8 cannot send."""
-    try:
-        value.encode()
-    except UnicodeEncodeError:
-        raise RequestError(
-            f"'{key}' is not valid Unicode (it holds a lone surrogate)", ErrorCode.BAD_FIELD
-        ) from None
-    return value
+    return text
 
 
 def search_query(value: str | None) -> str:
@@ -193,7 +181,7 @@ def optional_str(data: Mapping[str, Any], key: str, max_chars: int) -> str | Non
         raise RequestError(
             f"'{key}' must be a non-empty string of at most {max_chars}", ErrorCode.BAD_FIELD
         )
-    return valid_unicode(value, key)
+    return value
 
 
 def _encodable(text: str) -> bool:
