@@ -120,7 +120,8 @@ class HealthHandler(BaseHandler):
 
 
 class ReadyHandler(BaseHandler):
-    """``GET /readyz``: readiness. 200 when the database answers and its schema is current."""
+    """``GET /readyz``: readiness. 200 when the database answers, its schema is current and it
+    takes writes; else 503 with the reason."""
 
     def initialize(self, service: ChatService) -> None:
         self.service = service
