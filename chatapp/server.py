@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import tempfile
 from dataclasses import dataclass
 
@@ -26,6 +27,7 @@ from chatapp.errors import ConfigError, ErrorCode, close_code
 from chatapp.ops.gcpause import FullCollectionGuard
 from chatapp.ops.metrics import Metrics
 from chatapp.settings import Settings
+from chatapp.store.lock import lock_database
 from chatapp.store.sql import open_store
 from chatapp.web.app import make_app
 
@@ -80,8 +82,9 @@ async def build(settings: Settings) -> Chat:
 
 
 def _prepare_data_dir(settings: Settings) -> None:
+    """Create the data directory private (0700) unless it exists, and check it is writable."""
     try:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=settings.data_dir):
             pass
     except OSError as exc:
@@ -116,7 +119,11 @@ async def shut_down(service: ChatService, timeout: float | None = None) -> None:
 
 
 async def serve(settings: Settings) -> None:
-    """Run until SIGTERM or SIGINT, then stop gracefully."""
+    """Run until SIGTERM or SIGINT, then stop gracefully.
+
+    The server holds its SQLite file (``lock_database``) from before the
+    migrations until it exits, so a second server on the same file refuses to start.
+    """
     try:  # bind first: a taken port should fail before the database is touched
         sockets = bind_sockets(settings.port, settings.host)
     except OSError as exc:
@@ -124,11 +131,16 @@ async def serve(settings: Settings) -> None:
             f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}"
         ) from None
     try:
-        chat = await build(settings)
-    except BaseException:
+        _prepare_data_dir(settings)  # where the default database and its lock file go
+        with lock_database(settings.database_url, shared=False):
+            await _run(settings, sockets)
+    finally:
         for sock in sockets:
-            sock.close()
-        raise
+            sock.close()  # unless the server took them (closing twice is harmless)
+
+
+async def _run(settings: Settings, sockets: list[socket.socket]) -> None:
+    chat = await build(settings)
     server = HTTPServer(chat.app, xheaders=settings.trusted_proxy)
     server.add_sockets(sockets)
     collector = FullCollectionGuard(lambda: len(chat.service.admission.open))

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
+import os
+import re
+import socket
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from functools import partial
@@ -19,7 +23,8 @@ from typing import Any
 
 import pytest
 from chatdata import populate
-from procs import Launch, Server, spawn_server, wait_ready
+from procs import REPO, Launch, Server, spawn_server, wait_ready
+from sqlalchemy.engine import make_url
 from tornado.httpclient import HTTPRequest
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
@@ -31,6 +36,8 @@ from chatapp.server import Chat, build, shut_down
 from chatapp.settings import Settings
 from chatapp.store.sql import SqlStore, open_store
 
+#: The SQL interface's documentation, whose examples and role the tests run.
+SQL_DOC = REPO / "docs" / "sql.md"
 #: Seconds a test waits for a frame it expects.
 RECV_TIMEOUT = 5.0
 #: Every client connection a test opened, closed after the test.
@@ -68,13 +75,47 @@ def close_clients(io_loop: IOLoop) -> Iterator[None]:
         _opened.pop().close()
 
 
-PG_HOST, PG_PORT, PG_USER, PG_ADMIN_DB = "127.0.0.1", 5432, "postgres", "test"
+#: Where the suite finds PostgreSQL (libpq's PGHOST and PGPORT may point elsewhere) and Redis.
+PG_HOST = os.environ.get("PGHOST", "127.0.0.1")
+PG_PORT = int(os.environ.get("PGPORT", "5432"))
+PG_USER, PG_ADMIN_DB = "postgres", "test"
+REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+#: The tests that need a service carry its marker.
+SERVICES = {"postgres": (PG_HOST, PG_PORT), "redis": (REDIS_HOST, REDIS_PORT)}
+#: Seconds to wait for a service to accept a connection.
+SERVICE_TIMEOUT = 2.0
 
 
-async def pg_admin(statement: str) -> None:
+@functools.cache
+def answers(host: str, port: int) -> bool:
+    """Whether something accepts TCP connections at ``host:port`` (asked once per run)."""
+    try:
+        with socket.create_connection((host, port), timeout=SERVICE_TIMEOUT):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Skip a test whose service does not answer, with the reason; in CI (``CI`` set), fail it.
+
+    CI must run every test, as it must run the browser tests.
+    """
+    for marker, (host, port) in SERVICES.items():
+        if item.get_closest_marker(marker) is None or answers(host, port):
+            continue
+        reason = f"{marker} does not answer on {host}:{port}"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}, and CI requires it", pytrace=False)
+        pytest.skip(f"{reason} (start it to run this test; CI requires it)")
+
+
+async def pg_admin(statement: str, database: str = PG_ADMIN_DB) -> None:
+    """Run SQL (one or several statements) as the PostgreSQL superuser in ``database``."""
     import asyncpg
 
-    conn = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database=PG_ADMIN_DB)
+    conn = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database=database)
     try:
         await conn.execute(statement)
     finally:
@@ -113,6 +154,27 @@ def populated(db_url: str, io_loop: IOLoop) -> Iterator[str]:
     """A database of each backend holding the sample history of ``chatdata``."""
     io_loop.run_sync(lambda: populate(db_url))
     yield db_url
+
+
+@pytest.fixture
+def reader_url(populated: str, io_loop: IOLoop) -> Iterator[str]:
+    """``populated`` as ``python -m chatapp sql`` should read it: on PostgreSQL as the
+    SELECT-only role that docs/sql.md creates (its SQL verbatim, names aside); SQLite as is."""
+    if not populated.startswith("postgresql"):
+        yield populated
+        return
+    url = make_url(populated)
+    role = f"reader_{uuid.uuid4().hex[:12]}"
+    [block] = re.findall(r"^```plpgsql\n(.*?)^```", SQL_DOC.read_text(), re.MULTILINE | re.DOTALL)
+    script = re.sub(r"\bchatapp_reader\b", role, block)
+    script = re.sub(r"\bchatapp\b", PG_USER, script)  # the doc's server role
+    script = re.sub(r"\bchat\b", f'"{url.database}"', script)  # the doc's database
+    io_loop.run_sync(lambda: pg_admin(script, str(url.database)))
+    try:
+        yield url.set(username=role, password=None).render_as_string(hide_password=False)
+    finally:
+        io_loop.run_sync(lambda: pg_admin(f'DROP OWNED BY "{role}"', str(url.database)))
+        io_loop.run_sync(lambda: pg_admin(f'DROP ROLE "{role}"'))
 
 
 @pytest.fixture

@@ -93,6 +93,16 @@ async def run_chatapp_async(
     return subprocess.CompletedProcess(list(args), code, out.decode(), err.decode())
 
 
+def assert_startup_error(result: subprocess.CompletedProcess[str]) -> str:
+    """A failed start: non-zero exit, stderr exactly one ``chatapp: error:`` line; that line."""
+    assert result.returncode not in (0, None), result
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, f"expected one line on stderr, got:\n{result.stderr}"
+    assert lines[0].startswith("chatapp: error: "), lines[0]
+    return lines[0]
+
+
 @dataclass
 class Server:
     """One ``python -m chatapp`` server process."""

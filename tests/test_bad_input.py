@@ -26,6 +26,7 @@ from chatapp.limits import MAX_FRAME_BYTES, MAX_REJECTED_FRAMES, MAX_TEXT_CHARS
         ('{"type": "message", "room": "no spaces", "text": "x"}', "bad_room"),
         ('{"type": "message", "room": "general", "text": "   "}', "empty_text"),
         ('{"type": "message", "room": "general", "text": "nul\\u0000byte"}', "bad_field"),
+        ('{"type": "message", "room": "r", "text": "x", "client_id": "\\udfff"}', "bad_field"),
         ('{"type": "history", "room": "general"}', "bad_field"),
         ('{"type": "history", "room": "general", "before": "5"}', "bad_field"),
         ('{"type": "join", "room": "general", "since": -1}', "bad_field"),

@@ -15,7 +15,7 @@ from pathlib import Path
 import jwt
 import pytest
 from conftest import Client, open_client
-from procs import JWT_ENV, run_chatapp, run_chatapp_async
+from procs import JWT_ENV, assert_startup_error, run_chatapp, run_chatapp_async
 from tornado.httpclient import HTTPClientError
 
 from chatapp.cli import build_parser
@@ -24,16 +24,6 @@ from chatapp.settings import Settings
 #: Concurrent starts for failures that show up only in some runs.
 RACE_RUNS = 8
 SECRET = "a-test-secret-long-enough-for-hs256-keys"
-
-
-def assert_startup_error(result: subprocess.CompletedProcess[str]) -> str:
-    """A failed start: non-zero exit, stderr exactly one ``chatapp: error:`` line; that line."""
-    assert result.returncode not in (0, None), result
-    assert "Traceback" not in result.stderr, result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, f"expected one line on stderr, got:\n{result.stderr}"
-    assert lines[0].startswith("chatapp: error: "), lines[0]
-    return lines[0]
 
 
 def assert_usage_error(result: subprocess.CompletedProcess[str], option: str) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import subprocess
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,7 @@ import pytest
 from chatdata import populate
 from procs import CHATAPP, RUN_TIMEOUT, chatapp_env, run_chatapp, run_chatapp_async
 
-from chatapp.errors import WriteRefused
+from chatapp.errors import QueryError, WriteRefused
 from chatapp.store.query import ReadOnlyDatabase
 
 #: Fresh databases on both backends, as in the store tests.
@@ -118,6 +120,101 @@ async def test_every_kind_of_write_is_refused_by_the_database(populated):
         await database.close()
     check = await run_chatapp_async("sql", "--db", populated, "--format", "csv", INTACT)
     assert check.stdout.splitlines()[1] == '9,"yes, the usual place"'
+
+
+#: What read-only mode (SQLite) or a read-only transaction (PostgreSQL) lets through, each
+#: refused as well; ``{out}`` is a file the statement would create.
+BEYOND_READ_ONLY = {
+    "sqlite": [
+        "ATTACH DATABASE '{out}' AS other",
+        "VACUUM INTO '{out}'",
+        "PRAGMA query_only = OFF",
+        "PRAGMA writable_schema = ON",
+        "CREATE TEMP TABLE scratch (a INTEGER)",
+        "SELECT load_extension('{out}')",
+    ],
+    "postgresql": [
+        "COPY messages TO '{out}'",
+        "COPY messages TO PROGRAM 'touch {out}'",
+        "SELECT pg_advisory_lock(1)",
+        "SELECT pg_try_advisory_xact_lock(1, 2)",
+        "SELECT pg_advisory_lock_shared(3)",
+        "SELECT pg_cancel_backend(pg_backend_pid())",
+        "SELECT pg_terminate_backend(pg_backend_pid())",
+        "SELECT set_config('statement_timeout', '0', false)",
+    ],
+}
+REFUSED = re.compile(r"not authorized|permission denied|must be superuser")
+
+
+def dialect_of(url: str) -> str:
+    return "sqlite" if url.startswith("sqlite") else "postgresql"
+
+
+async def test_what_read_only_mode_lets_through_is_refused_too(reader_url):
+    """SQLite: ATTACH, VACUUM INTO, setting PRAGMAs, temp tables, extensions. PostgreSQL, as
+    the documented SELECT-only role: COPY to a file or program, advisory locks, cancelling or
+    ending sessions, set_config. Each fails in the database and creates no file."""
+    # PostgreSQL's own process would write the file, so not under the test's private tmp_path
+    out = Path(f"/tmp/chatapp-refused-{uuid.uuid4().hex}")
+    database = await ReadOnlyDatabase.open(reader_url)
+    try:
+        for statement in BEYOND_READ_ONLY[dialect_of(reader_url)]:
+            with pytest.raises(QueryError) as refused:
+                await database.query(statement.format(out=out), Discard())
+            assert REFUSED.search(refused.value.reason), (statement, refused.value.reason)
+            assert not out.exists(), statement
+    finally:
+        await database.close()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_refusal_through_the_command_names_what_was_refused(populated, tmp_path):
+    """VACUUM INTO a file: one error line naming the refused ATTACH, exit 1, no file."""
+    out = tmp_path / "copy.db"
+    line = failed(sql(populated, f"VACUUM INTO '{out}'"))
+    assert line.startswith("chatapp sql: error: the database refused to write")
+    assert line.endswith(f"not authorized: ATTACH {out}")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_pragmas_that_read_the_schema_are_allowed(populated):
+    """PRAGMA table_info and friends, also as table-valued functions, answer on SQLite."""
+    for statement in [
+        "PRAGMA table_info(messages)",
+        "PRAGMA index_list(messages)",
+        "PRAGMA user_version",
+        "SELECT name FROM pragma_table_info('rooms') ORDER BY cid",
+    ]:
+        result = sql(populated, "--format", "csv", statement)
+        assert result.returncode == 0, (statement, result.stderr)
+    assert result.stdout == "name\nname\nlast_seq\ncreated_at\n"
+
+
+#: A statement that runs (practically) forever on each database.
+ENDLESS = {
+    "sqlite": "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n)"
+    " SELECT max(i) FROM n",
+    "postgresql": "SELECT pg_sleep(600)",
+}
+
+
+def test_a_statement_past_its_time_limit_is_cancelled_by_the_database(reader_url):
+    """--timeout: the database cancels the statement; one error line, exit 1."""
+    line = failed(sql(reader_url, "--timeout", "0.5", ENDLESS[dialect_of(reader_url)]))
+    assert line == "chatapp sql: error: the statement was cancelled after 0.5 s, its time limit"
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+def test_postgresql_sessions_are_read_only_with_the_time_limit(populated):
+    """Whatever the role, the tool's transactions are read-only and carry --timeout (30 s)."""
+    show = "SELECT current_setting('default_transaction_read_only') AS ro, "
+    show += "current_setting('statement_timeout') AS timeout"
+    assert sql(populated, "--format", "csv", show).stdout == "ro,timeout\non,30s\n"
+    unlimited = sql(populated, "--format", "csv", "--timeout", "0", show).stdout
+    assert unlimited == "ro,timeout\non,0\n"
 
 
 def test_a_write_through_the_command_exits_1_with_a_clear_message(populated):

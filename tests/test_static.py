@@ -7,6 +7,7 @@ import re
 import tomllib
 from pathlib import Path
 
+import pytest
 from tornado.httpclient import AsyncHTTPClient
 
 REPO = Path(__file__).resolve().parent.parent
@@ -22,6 +23,21 @@ async def test_the_page_is_revalidated_and_confined_to_its_own_origin(http_url):
     assert "connect-src 'self'" in policy
     assert "unsafe-inline" not in policy
     assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+PAGE_HEADERS = ("Content-Security-Policy", "X-Content-Type-Options", "Referrer-Policy")
+
+
+@pytest.mark.parametrize("path", ["/static/index.html", "/static/%69ndex.html", "/static/icon.svg"])
+async def test_every_way_to_open_a_page_carries_the_pages_headers(http_url, path):
+    """The page (or a document) served from /static/ is as confined as ``/``: same CSP,
+    nosniff and Referrer-Policy."""
+    client = AsyncHTTPClient()
+    page = await client.fetch(f"{http_url}/")
+    other = await client.fetch(f"{http_url}{path}")
+    assert {h: other.headers.get(h) for h in PAGE_HEADERS} == {
+        h: page.headers[h] for h in PAGE_HEADERS
+    }
 
 
 async def test_static_files_are_revalidated_with_an_etag(http_url):

@@ -221,6 +221,8 @@ def _decode(
     leeway: float = LEEWAY_SECONDS,
     strict_exp: bool = True,
 ) -> dict[str, Any]:
+    if not token.isascii():  # a JWT is base64url and dots; PyJWT fails on lone surrogates
+        raise AuthError("invalid token")
     try:
         claims: dict[str, Any] = jwt.decode(
             token,
@@ -252,6 +254,8 @@ def _decode(
 
 def _unverified_issuer(token: str) -> object:
     """The ``iss`` claim before verification: only to pick which key verifies it."""
+    if not token.isascii():
+        return None  # not a JWT: ``_decode`` refuses it
     try:
         return jwt.decode(token, options={"verify_signature": False}).get("iss")
     except jwt.InvalidTokenError:

@@ -48,7 +48,7 @@ def add_settings_options(parser: argparse.ArgumentParser, *groups: Group) -> Non
             continue
         parser.add_argument(
             declared.flag,
-            type=_argument_type(declared.parse),
+            type=argument_type(declared.parse),
             metavar=declared.metavar,
             choices=declared.choices,
             nargs="+" if declared.is_list else None,
@@ -93,7 +93,7 @@ def token_of(args: argparse.Namespace) -> str | None:
     return getattr(args, "token", None) or os.environ.get(TOKEN_ENV) or None
 
 
-def _argument_type(parse: Any) -> Any:
+def argument_type(parse: Any) -> Any:
     """``parse`` with argparse's error type, so a bad value is a usage error naming the option."""
 
     def convert(value: str) -> Any:

@@ -20,12 +20,19 @@ from decimal import Decimal
 from typing import Any, TextIO
 
 from chatapp.commands import fail, stdout_gone
-from chatapp.commands.options import HelpFormatter, add_settings_options, resolve_or_exit
+from chatapp.commands.options import (
+    HelpFormatter,
+    add_settings_options,
+    argument_type,
+    resolve_or_exit,
+)
 from chatapp.errors import ExitCode, StoreError, WriteRefused
-from chatapp.settings import Group
+from chatapp.settings import Group, seconds
 from chatapp.store.query import ReadOnlyDatabase
 
 _NUMBERS = (int, float, Decimal)
+#: Seconds a statement may run (fetching its rows included) before the database cancels it.
+DEFAULT_TIMEOUT_SECONDS = 30.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,6 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("query", metavar="QUERY", help="one SQL statement; '-' reads it from stdin")
     parser.add_argument(
         "--format", choices=["table", "csv", "json"], default="table", help="output format"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=argument_type(seconds),
+        default=DEFAULT_TIMEOUT_SECONDS,
+        metavar="SECONDS",
+        help="the database cancels the statement after this long, fetching included; 0: no limit",
     )
     add_settings_options(parser, Group.DATABASE)
     return parser
@@ -154,10 +168,10 @@ def _json(value: Any) -> Any:
 _SINKS: dict[str, type[Table | Csv | Json]] = {"table": Table, "csv": Csv, "json": Json}
 
 
-async def _run(url: str, query: str, sink: Table | Csv | Json) -> None:
+async def _run(url: str, query: str, sink: Table | Csv | Json, timeout: float) -> None:
     database = await ReadOnlyDatabase.open(url)
     try:
-        await database.query(query, sink)
+        await database.query(query, sink, timeout or None)
     finally:
         await database.close()
     sink.finish()
@@ -171,7 +185,7 @@ def main(argv: list[str]) -> int:
         parser.error("the query is empty")
     try:
         url = resolve_or_exit(parser, args).database_url
-        asyncio.run(_run(url, query, _SINKS[args.format](sys.stdout)))
+        asyncio.run(_run(url, query, _SINKS[args.format](sys.stdout), args.timeout))
     except WriteRefused as exc:
         return fail(
             "sql",

@@ -119,7 +119,7 @@ class ChatService:
         await self._store.close()
 
     async def check(self) -> None:
-        """Raise ``StoreError`` unless the database answers and its schema is current."""
+        """Raise ``StoreError`` unless the database answers, is current and takes writes."""
         await self._store.ready()
 
     # --- connections and rooms -------------------------------------------

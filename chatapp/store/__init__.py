@@ -92,7 +92,8 @@ class Store(Protocol):
         ...
 
     async def ready(self) -> None:
-        """Raise ``StoreError`` unless the database answers and its schema is current."""
+        """Raise ``StoreError`` unless the database answers, its schema is current, and it
+        would take a write."""
         ...
 
     async def close(self) -> None: ...

@@ -4,8 +4,16 @@ The ``sql`` and ``export`` tools read a live database that the server
 writes. Their safety must not depend on recognising writes in SQL text, so
 the connection is opened read-only: SQLite opens the file with
 ``mode=ro`` (and ``query_only`` besides), PostgreSQL runs every transaction
-``READ ONLY``. Any write then fails inside the database, whatever the SQL.
-Other databases are refused rather than trusted.
+``READ ONLY`` (``default_transaction_read_only``). Any write then fails
+inside the database, whatever the SQL. Other databases are refused rather
+than trusted.
+
+Read-only mode still lets SQLite attach (create) other files, including
+through ``VACUUM INTO``, and set PRAGMAs, so its connections also get an
+authorizer (``authorizer.ReadsOnly``) that lets reads only. What
+PostgreSQL allows a read-only transaction (``COPY ... TO`` a file or program,
+advisory locks, signalling other sessions, ``set_config``) is a matter of
+the role's privileges: docs/sql.md shows a SELECT-only role.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from urllib.parse import quote
 from sqlalchemy import URL, Engine, event
 
 from chatapp.errors import StoreError
+from chatapp.store.authorizer import AUTHORIZER, ReadsOnly
 
 #: Dialects whose read-only mode this module knows how to switch on.
 SUPPORTED = ("sqlite", "postgresql")
@@ -55,16 +64,18 @@ def install(engine: Engine) -> None:
         event.listen(engine, "connect", _postgresql_session)
 
 
-def _sqlite_session(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_session(dbapi_connection: Any, record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA busy_timeout=5000")  # wait out the server's commits
     cursor.execute("PRAGMA query_only=ON")
     cursor.close()
+    authorizer = record.info[AUTHORIZER] = ReadsOnly()
+    dbapi_connection.run_async(lambda driver: driver.set_authorizer(authorizer))
 
 
 def _postgresql_session(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+    cursor.execute("SET default_transaction_read_only = on")
     # Times without an offset in a query mean UTC, as they do on SQLite.
     cursor.execute("SET TIME ZONE 'UTC'")
     cursor.close()

@@ -35,7 +35,7 @@ from chatapp.model import (
     StoredMessage,
     User,
 )
-from chatapp.store import migrate, readonly
+from chatapp.store import files, migrate, readonly, writable
 from chatapp.store.schema import MESSAGE_COLUMNS, MessageRow, RoomRow
 from chatapp.store.search import count_statement
 from chatapp.store.search import statement as search_statement
@@ -181,8 +181,9 @@ def create_engine(
     return engine
 
 
-def _check_sqlite_path(engine: AsyncEngine) -> None:
-    """Refuse an SQLite path that cannot be a database file before connecting to it.
+def _prepare_sqlite_file(engine: AsyncEngine) -> None:
+    """Refuse an SQLite path that cannot be a writable database file before connecting to it,
+    and create a new one private (0600).
 
     A failed aiosqlite connect can leave its worker thread reporting to a loop
     that is already closed (a traceback at exit), so fail early instead.
@@ -197,6 +198,8 @@ def _check_sqlite_path(engine: AsyncEngine) -> None:
         raise StoreError(f"cannot open database {database!r}: it is a directory")
     if not path.parent.is_dir():
         raise StoreError(f"cannot open database {database!r}: no directory {str(path.parent)!r}")
+    writable.check_sqlite_files(path.resolve())
+    files.create_private(path)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -204,12 +207,12 @@ def _first_line(exc: BaseException) -> str:
 
 
 async def open_store(url: str, timeout: float = DEFAULT_DB_TIMEOUT) -> SqlStore:
-    """Connect, bring the schema up to date, and return a ready store.
+    """Connect, bring the schema up to date, check that it takes writes; a ready store.
 
     ``timeout`` bounds waits for locks and connections, in seconds.
     """
     engine = create_engine(url, timeout=timeout)
-    _check_sqlite_path(engine)
+    _prepare_sqlite_file(engine)
     try:
         await migrate.upgrade(engine)
     except SchemaMismatch:
@@ -219,7 +222,13 @@ async def open_store(url: str, timeout: float = DEFAULT_DB_TIMEOUT) -> SqlStore:
         await engine.dispose()
         shown = engine.url.render_as_string(hide_password=True)
         raise StoreError(f"cannot open database {shown!r}: {_first_line(exc)}") from None
-    return SqlStore(engine, _writer_transactions(engine, url, timeout))
+    store = SqlStore(engine, _writer_transactions(engine, url, timeout))
+    try:
+        await store.writable()
+    except StoreError:
+        await store.close()
+        raise
+    return store
 
 
 def _writer_transactions(engine: AsyncEngine, url: str, timeout: float) -> Transactions:
@@ -258,6 +267,7 @@ class SqlStore:
 
     def __init__(self, engine: AsyncEngine, writes: Transactions | None = None) -> None:
         self._engine = engine
+        self._file = files.sqlite_file(engine.url)
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._writes = writes or PoolTransactions(engine)
         self._sql = statements_for(engine.dialect.name)
@@ -484,10 +494,22 @@ class SqlStore:
         except (SQLAlchemyError, OSError) as exc:
             raise StoreError(f"database did not answer: {exc}") from None
 
+    async def writable(self) -> None:
+        """Raise ``StoreError`` saying why, unless a write would succeed now (see ``writable``)."""
+        if self._file is not None:
+            writable.check_sqlite_files(self._file)
+        try:
+            async with self._engine.connect() as connection:
+                await connection.run_sync(writable.probe)
+        except (SQLAlchemyError, OSError) as exc:
+            orig = getattr(exc, "orig", None) or exc  # the database's words, not SQLAlchemy's
+            raise StoreError(f"the database refuses writes: {_first_line(orig)}") from None
+
     async def ready(self) -> None:
         await self.ping()
         if not await migrate.is_current(self._engine):
             raise SchemaMismatch("the database schema is not at the newest migration")
+        await self.writable()
 
     async def close(self) -> None:
         await self._writes.close()

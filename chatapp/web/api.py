@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from tornado.web import HTTPError
+
 from chatapp import SERVER_NAME
 from chatapp.auth.tokens import MAX_NAME_CHARS, Authenticator
 from chatapp.core import protocol
@@ -118,7 +120,8 @@ class HealthHandler(BaseHandler):
 
 
 class ReadyHandler(BaseHandler):
-    """``GET /readyz``: readiness. 200 when the database answers and its schema is current."""
+    """``GET /readyz``: readiness. 200 when the database answers, its schema is current and it
+    takes writes; else 503 with the reason."""
 
     def initialize(self, service: ChatService) -> None:
         self.service = service
@@ -187,6 +190,13 @@ class GuestHandler(BaseHandler):
                 "expires_at": identity.expires_at,
             }
         )
+
+
+class NotFoundHandler(BaseHandler):
+    """Any path no route matches (``/api/rooms//messages``): 404 with a JSON reason."""
+
+    def prepare(self) -> None:
+        raise HTTPError(404)
 
 
 class SessionHandler(BaseHandler):

@@ -20,6 +20,7 @@ from chatapp.web.api import (
     HealthHandler,
     MessagesHandler,
     MetricsHandler,
+    NotFoundHandler,
     ReadyHandler,
     RoomsHandler,
     SearchHandler,
@@ -48,6 +49,14 @@ PAGE_CSP = (
 )
 
 
+def confine(handler: RequestHandler) -> None:
+    """The page's protective headers. Every response that can be the page, or a document
+    opened from static/ (``/static/index.html``, the SVG icon), carries the same ones."""
+    handler.set_header("Content-Security-Policy", PAGE_CSP)
+    handler.set_header("X-Content-Type-Options", "nosniff")
+    handler.set_header("Referrer-Policy", "no-referrer")
+
+
 class PageHandler(RequestHandler):
     """``GET /``: the browser client, revalidated on every load."""
 
@@ -57,9 +66,7 @@ class PageHandler(RequestHandler):
     def get(self) -> None:
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.set_header("Cache-Control", "no-cache")
-        self.set_header("Content-Security-Policy", PAGE_CSP)
-        self.set_header("X-Content-Type-Options", "nosniff")
-        self.set_header("Referrer-Policy", "no-referrer")
+        confine(self)
         self.write(self.page)
 
 
@@ -72,7 +79,7 @@ class StaticHandler(StaticFileHandler):
     """
 
     def set_extra_headers(self, path: str) -> None:
-        self.set_header("X-Content-Type-Options", "nosniff")
+        confine(self)
         if "v" not in self.request.arguments:
             self.set_header("Cache-Control", "no-cache")
 
@@ -114,6 +121,7 @@ def make_app(
         ],
         static_path=str(static),
         static_handler_class=StaticHandler,
+        default_handler_class=NotFoundHandler,
         log_function=log_request,
         websocket_max_message_size=MAX_FRAME_BYTES,
         websocket_ping_interval=settings.ping_interval,
