@@ -5,14 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from importlib.resources import as_file, files
 from urllib.parse import urlencode
 
 import jwt
 import pytest
-from alembic import command
-from alembic.config import Config
 from chatdata import ALICE, BOB, T0, msg, populate
+from revisions import migrate_to
 from sqlalchemy import text
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
@@ -201,18 +199,9 @@ async def test_sqlite_search_ignores_accents(sqlite_url):
         await store.close()
 
 
-def _migrate_to(url: str, revision: str) -> None:
-    """Run the migrations up to ``revision`` only, as an older chatapp would have."""
-    with as_file(files("chatapp.migrations")) as path:
-        config = Config()
-        config.set_main_option("script_location", str(path))
-        config.set_main_option("sqlalchemy.url", url)
-        command.upgrade(config, revision)
-
-
 async def test_messages_stored_before_the_search_migration_are_found(sqlite_url, tmp_path):
     """Upgrading a database from before search backfills the index with its messages."""
-    await asyncio.to_thread(_migrate_to, sqlite_url, "0002")  # alembic runs its own loop
+    await asyncio.to_thread(migrate_to, sqlite_url, "0002")  # alembic runs its own loop
     engine = create_engine(sqlite_url)
     try:
         async with engine.begin() as conn:
