@@ -6,6 +6,7 @@ as several processes or machines would.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 
@@ -17,6 +18,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from chatapp.auth.tokens import Authenticator
 from chatapp.errors import ConfigError
 from chatapp.settings import GUEST_SECRET_FILE
+from chatapp.store.sql import open_store
 
 #: A --guest-secret of the accepted length.
 OPTION_SECRET = "guest-secret-given-to-every-process-0123456789"
@@ -43,6 +45,21 @@ def old_install_token(secret: str) -> str:
     """A guest token as an install that kept its secret in the data dir signed it."""
     token, _ = Authenticator(None, secret, allow_guests=True).guest_token("Old")
     return token
+
+
+async def test_secrets_proposed_at_once_settle_on_one_value(db_url):
+    """Stores proposing different secrets under one name at the same moment all get the
+    same one, and later proposals change nothing."""
+    stores = [await open_store(db_url) for _ in range(3)]
+    try:
+        agreed = await asyncio.gather(
+            *(store.shared_secret("guest-token", f"proposal-{i}") for i, store in enumerate(stores))
+        )
+        assert len(set(agreed)) == 1 and agreed[0].startswith("proposal-")
+        assert await stores[0].shared_secret("guest-token", "too late") == agreed[0]
+    finally:
+        for store in stores:
+            await store.close()
 
 
 async def test_servers_on_one_database_accept_each_others_guest_tokens(serve, db_url, tmp_path):
