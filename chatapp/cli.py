@@ -21,7 +21,7 @@ from chatapp.server import serve
 
 def commands() -> dict[str, Callable[[list[str]], int]]:
     """The tools besides the server, by name (imported on use: the server needs none)."""
-    from chatapp.commands import backup, export, send, sql, tail, token
+    from chatapp.commands import backup, export, migrate, send, sql, tail, token
 
     return {
         "token": token.main,
@@ -30,6 +30,7 @@ def commands() -> dict[str, Callable[[list[str]], int]]:
         "backup": backup.main,
         "sql": sql.main,
         "export": export.main,
+        "migrate": migrate.main,
     }
 
 

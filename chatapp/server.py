@@ -48,17 +48,21 @@ class Chat:
 
 
 async def build(settings: Settings) -> Chat:
-    """Open (and migrate) the database and wire every part together.
+    """Open (and migrate, unless ``--no-migrate``) the database and wire every part together.
 
     Raises a ``ChatError`` whose reason tells the operator, in one line, what
     keeps the server from starting.
     """
     _prepare_data_dir(settings)
+    key = keys.verification_key(settings)  # a bad key fails before the database is touched
+    store = await open_store(
+        settings.database_url, settings.db_timeout, migrate_schema=not settings.no_migrate
+    )
     try:
-        auth = keys.authenticator(settings)
-    except OSError as exc:
-        raise ConfigError(f"cannot read or create the guest-token secret: {exc}") from None
-    store = await open_store(settings.database_url, settings.db_timeout)
+        auth = keys.authenticator(settings, key, await keys.guest_secret(settings, store))
+    except BaseException:
+        await store.close()
+        raise
     metrics = Metrics()
     hub = Hub(metrics)
     admission = Admission(

@@ -133,6 +133,22 @@ class Settings:
         env_name="CHATAPP_DB_URL",
         shown_default="chat.db in --data-dir",
     )
+    no_migrate: bool = setting(
+        False,
+        "--no-migrate",
+        "never change the database schema: refuse to start unless it is at this chatapp's "
+        "revision (run `python -m chatapp migrate` first)",
+        parse=switch,
+        is_switch=True,
+    )
+    guest_secret: str | None = setting(
+        None,
+        "--guest-secret",
+        "key of at least 32 bytes that signs guest tokens, for every process alike (better "
+        "given in the environment); by default one is created once and kept in the database",
+        metavar="SECRET",
+        secret=True,
+    )
     jwt_secret: str | None = setting(
         None,
         "--jwt-secret",

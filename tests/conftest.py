@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import itertools
 import json
 import os
 import re
@@ -230,11 +231,12 @@ def launch(io_loop: IOLoop, tmp_path: Path) -> Iterator[Launch]:
     environment variables ``env``, once GET /healthz answers.
     """
     started: list[Server] = []
+    numbers = itertools.count()  # several may start at once: name logs before awaiting
 
     async def start(
         data_dir: Path | None = None, *args: str, env: Mapping[str, str] | None = None
     ) -> Server:
-        log = tmp_path / f"server-{len(started)}.log"
+        log = tmp_path / f"server-{next(numbers)}.log"
         server = await spawn_server(
             data_dir or tmp_path / "data", *args, cwd=tmp_path, log=log, env=env
         )

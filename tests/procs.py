@@ -10,6 +10,7 @@ import asyncio
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -17,7 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from contextlib import closing, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
@@ -140,6 +141,12 @@ class Server:
             return await asyncio.wait_for(self.proc.wait(), EXIT_TIMEOUT)
         except TimeoutError:
             raise AssertionError(f"server ignored signal {sig}:\n{self.output()}") from None
+
+
+def rows_in(db_path: Path, sql: str) -> list[tuple[Any, ...]]:
+    """The rows of ``sql`` in the SQLite database at ``db_path`` (e.g. a server's ``db_path``)."""
+    with closing(sqlite3.connect(db_path)) as db:
+        return db.execute(sql).fetchall()
 
 
 #: The ``launch`` fixture: ``await launch(data_dir=None, *args, env=None)``.

@@ -9,15 +9,13 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import sqlite3
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import pytest
 from alembic.script import ScriptDirectory
 from conftest import Client, connect_json, post
-from procs import REPO, Launch, Server
+from procs import REPO, Launch, Server, rows_in
 from tornado.httpclient import AsyncHTTPClient
 from tornado.websocket import WebSocketClosedError
 
@@ -37,11 +35,6 @@ async def stored_messages(server: Server, room: str = "general") -> list[dict[st
         if not page["has_more"] or not page["messages"]:
             return messages
         query = f"limit=200&before={page['messages'][0]['seq']}"
-
-
-def rows_in(db_path: Path, sql: str) -> list[tuple[Any, ...]]:
-    with closing(sqlite3.connect(db_path)) as db:
-        return db.execute(sql).fetchall()
 
 
 class Burst:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from chatdata import T0, msg, seqs
@@ -19,7 +21,7 @@ from tornado.httpclient import AsyncHTTPClient
 from chatapp.cli import build_parser
 from chatapp.commands.options import settings_from
 from chatapp.model import NewMessage, User
-from chatapp.ops.retention import Retention
+from chatapp.ops.retention import RETENTION_LEASE_TTL, RETENTION_LOCK, Retention
 from chatapp.store.sql import SqlStore, create_engine, open_store
 
 #: Fresh databases on both backends, as in the store tests.
@@ -141,6 +143,79 @@ async def test_a_retention_pass_prunes_every_room_in_batches(store):
     assert seqs((await store.latest("a", 10)).messages) == [6]
     assert seqs((await store.latest("b", 10)).messages) == [2]
     assert await retention.prune_once() == 0
+
+
+class Watched:
+    """A real store whose ``prune`` calls are counted while they run, across every
+    ``Watched`` sharing one ``overlap`` record; ``gate`` can hold them mid-pass."""
+
+    def __init__(self, store: SqlStore, overlap: dict[str, int], gate: asyncio.Event) -> None:
+        self._store = store
+        self._overlap = overlap
+        self._gate = gate
+        self.inside = asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def prune(self, room: str, older_than: datetime, limit: int) -> int:
+        self._overlap["now"] += 1
+        self._overlap["most"] = max(self._overlap["most"], self._overlap["now"])
+        self.inside.set()
+        try:
+            await self._gate.wait()
+            return await self._store.prune(room, older_than, limit)
+        finally:
+            self._overlap["now"] -= 1
+
+
+@pytest.fixture
+def two_stores(db_url: str, io_loop: Any) -> Iterator[tuple[SqlStore, SqlStore]]:
+    """Two stores on one database, as two processes would have."""
+    first = io_loop.run_sync(lambda: open_store(db_url))
+    second = io_loop.run_sync(lambda: open_store(db_url))
+    yield first, second
+    io_loop.run_sync(first.close)
+    io_loop.run_sync(second.close)
+
+
+async def test_runners_sharing_a_database_never_prune_at_the_same_time(two_stores):
+    """Passes started together on two stores of one database never overlap; all is pruned."""
+    first, second = two_stores
+    for room in "abcdef":
+        await aged(first, room, 9, 8, 7, 6)
+    overlap = {"now": 0, "most": 0}
+    gate = asyncio.Event()
+    gate.set()
+    runners = [
+        Retention(Watched(store, overlap, gate), days=3, batch=1, clock=lambda: T0)
+        for store in (first, second, first, second)
+    ]
+    deleted = await asyncio.gather(*(r.prune_once() for r in runners))
+    assert overlap["most"] == 1
+    assert sum(deleted) == 24
+    for room in "abcdef":
+        assert (await first.latest(room, 10)).messages == []
+
+
+async def test_a_runner_skips_its_pass_while_another_holds_the_lock(two_stores):
+    """While one process's pass runs, another's does nothing and the lock shows as taken."""
+    first, second = two_stores
+    await aged(first, "general", 9, 8)
+    overlap = {"now": 0, "most": 0}
+    gate = asyncio.Event()
+    held = Watched(first, overlap, gate)
+    running = asyncio.ensure_future(
+        Retention(held, days=3, clock=lambda: T0).prune_once()  # type: ignore[arg-type]
+    )
+    await held.inside.wait()
+    assert await Retention(second, days=3, clock=lambda: T0).prune_once() == 0
+    async with second.exclusive(RETENTION_LOCK, RETENTION_LEASE_TTL) as taken:
+        assert taken is False
+    gate.set()
+    assert await running == 2
+    async with second.exclusive(RETENTION_LOCK, RETENTION_LEASE_TTL) as taken:
+        assert taken is True
 
 
 async def test_the_server_prunes_in_the_background_from_start_up(serve, settings):

@@ -5,19 +5,19 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from importlib.resources import as_file, files
 from urllib.parse import urlencode
 
 import jwt
 import pytest
-from alembic import command
-from alembic.config import Config
 from chatdata import ALICE, BOB, T0, msg, populate
+from revisions import migrate_to
 from sqlalchemy import text
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 from chatapp.limits import MAX_SEARCH_QUERY_CHARS, SEARCH_COUNT_CAP
+from chatapp.store.schema import FTS_TABLE, PG_SEARCH_INDEX, MessageRow
 from chatapp.store.search import Word, fts5_query, words
+from chatapp.store.search import statement as search_statement
 from chatapp.store.sql import SqlStore, create_engine, open_store
 
 #: Fresh databases on both backends, as in the store tests.
@@ -190,29 +190,74 @@ def sqlite_url(tmp_path) -> str:
     return f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}"
 
 
-async def test_sqlite_search_ignores_accents(sqlite_url):
-    """On SQLite, ``cafe`` finds ``café`` and ``CAFÉ`` finds ``cafe``."""
-    store = await open_store(sqlite_url)
+async def test_search_ignores_accents(store):
+    """``cafe`` finds ``café`` and ``CAFÉ`` finds ``cafe``, on either database."""
+    await store.append([msg(body="un café"), msg(body="the cafe"), msg(body="naïve cafés")])
+    assert sorted(await found(store, "cafe")) == [("general", 1), ("general", 2)]
+    assert sorted(await found(store, "CAFÉ")) == [("general", 1), ("general", 2)]
+    assert sorted(await found(store, "cafe*")) == [("general", 1), ("general", 2), ("general", 3)]
+    assert await found(store, "NAIVE") == [("general", 3)]
+
+
+async def test_a_word_of_several_tokens_matches_as_a_phrase(store):
+    """``o'neil`` finds the two parts side by side, not apart, as FTS5 takes a quoted word."""
+    await store.append([msg(body="ask o'neil"), msg(body="neil said o")])
+    assert await found(store, "o'neil") == [("general", 1)]
+
+
+#: Queries over ``chatdata``'s sample history and their hits, best first: the same on
+#: SQLite (bm25) and PostgreSQL (ts_rank), shorter messages first, then newer ones.
+SAME_ON_BOTH = [
+    ("hello", [("random", 4), ("general", 1), ("general", 2)]),
+    ("HEL*", [("random", 4), ("general", 1), ("general", 2)]),
+    ("hello alice", [("general", 2)]),
+    ("hello again", [("random", 4)]),
+    ("Cafe", [("general", 2)]),
+    ("café*", [("general", 2)]),
+    ("see you", [("general", 4)]),
+    ("you*", [("general", 4)]),
+    ("good morning", [("general", 6)]),
+    ("usual pl*", [("general", 3)]),
+    ('quotes " AND ( NEAR', [("random", 3)]),
+    ("AND", [("random", 3)]),
+    ("pruned", []),
+    ("hello nobody", []),
+]
+
+
+@pytest.mark.parametrize(("query", "hits"), SAME_ON_BOTH, ids=[q for q, _ in SAME_ON_BOTH])
+async def test_search_finds_and_ranks_alike_on_both_databases(populated, query, hits):
+    """The sample history answers each query with the same hits in the same order."""
+    store = await open_store(populated)
     try:
-        await store.append([msg(body="un café"), msg(body="the cafe")])
-        assert sorted(await found(store, "cafe")) == [("general", 1), ("general", 2)]
-        assert sorted(await found(store, "CAFÉ")) == [("general", 1), ("general", 2)]
+        assert await found(store, query) == hits
     finally:
         await store.close()
 
 
-def _migrate_to(url: str, revision: str) -> None:
-    """Run the migrations up to ``revision`` only, as an older chatapp would have."""
-    with as_file(files("chatapp.migrations")) as path:
-        config = Config()
-        config.set_main_option("script_location", str(path))
-        config.set_main_option("sqlalchemy.url", url)
-        command.upgrade(config, revision)
+async def test_search_reads_the_full_text_index(populated):
+    """The search statement is planned on the full-text index: FTS5's table on SQLite,
+    the GIN index on PostgreSQL (even on a tiny table, once scans are discouraged)."""
+    engine = create_engine(populated)
+    dialect = engine.dialect
+    query = search_statement(dialect.name, words("hello wor*"), [MessageRow.id], None, 20)
+    sql = str(query.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+    try:
+        async with engine.connect() as conn:
+            if dialect.name == "sqlite":
+                plan = [r[3] for r in await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}")]
+                assert any(line.startswith(f"SCAN {FTS_TABLE} VIRTUAL TABLE") for line in plan)
+                return
+            await conn.exec_driver_sql("SET enable_seqscan = off")  # tiny table: make it choose
+            plan = [r[0] for r in await conn.exec_driver_sql(f"EXPLAIN {sql}")]
+            assert any(f"Bitmap Index Scan on {PG_SEARCH_INDEX}" in line for line in plan), plan
+    finally:
+        await engine.dispose()
 
 
 async def test_messages_stored_before_the_search_migration_are_found(sqlite_url, tmp_path):
     """Upgrading a database from before search backfills the index with its messages."""
-    await asyncio.to_thread(_migrate_to, sqlite_url, "0002")  # alembic runs its own loop
+    await asyncio.to_thread(migrate_to, sqlite_url, "0002")  # alembic runs its own loop
     engine = create_engine(sqlite_url)
     try:
         async with engine.begin() as conn:

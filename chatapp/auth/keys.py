@@ -1,29 +1,40 @@
-"""Loading key material from disk for the ``Authenticator`` (the I/O that auth.py avoids)."""
+"""Loading key material for the ``Authenticator`` from files and the database (the I/O
+that tokens.py avoids)."""
 
 from __future__ import annotations
 
-import os
 import secrets
-import stat
-from pathlib import Path
 
 from chatapp.auth.tokens import Authenticator, VerificationKey
 from chatapp.errors import ConfigError
 from chatapp.settings import GUEST_SECRET_FILE, Settings
+from chatapp.store import Store
+
+#: Name of the guest-token secret in the database's ``secrets``.
+GUEST_SECRET_NAME = "guest-token"  # noqa: S105 (a name, not a secret)
 
 
-def guest_secret(data_dir: Path) -> str:
-    """The per-install secret that signs guest tokens, created (mode 0600) on first use."""
-    path = data_dir / GUEST_SECRET_FILE
+async def guest_secret(settings: Settings, store: Store) -> str:
+    """The secret that signs guest tokens, the same on every process sharing the database.
+
+    ``--guest-secret`` when given (the database's copy is then not used).
+    Otherwise the one kept in the database, created once by the first process
+    that asks: an install from before the database kept it proposes its
+    ``guest-secret`` file, so the guest tokens it issued stay valid.
+    """
+    if settings.guest_secret is not None:
+        VerificationKey.shared_secret(settings.guest_secret)  # refuse a weak one
+        return settings.guest_secret
+    path = settings.data_dir / GUEST_SECRET_FILE
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        if stat.S_IMODE(path.stat().st_mode) & 0o077:
-            path.chmod(0o600)  # someone loosened it; nobody else should read it
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as file:
-        file.write(secrets.token_urlsafe(48))
-    return path.read_text().strip()
+        proposed = path.read_text().strip()
+    except FileNotFoundError:
+        proposed = ""
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read the guest-token secret {str(path)!r}: {exc.strerror}"
+        ) from None
+    return await store.shared_secret(GUEST_SECRET_NAME, proposed or secrets.token_urlsafe(48))
 
 
 def verification_key(settings: Settings) -> VerificationKey | None:
@@ -43,11 +54,13 @@ def verification_key(settings: Settings) -> VerificationKey | None:
     return None
 
 
-def authenticator(settings: Settings) -> Authenticator:
+def authenticator(
+    settings: Settings, key: VerificationKey | None, guest_secret: str
+) -> Authenticator:
     """Everything the server needs to tell who a connection is."""
     return Authenticator(
-        verification_key(settings),
-        guest_secret(settings.data_dir),
+        key,
+        guest_secret,
         allow_guests=settings.guests_allowed,
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,

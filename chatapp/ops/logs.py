@@ -49,3 +49,5 @@ def configure(level: str, fmt: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("alembic").setLevel(logging.WARNING)  # a line per migration step is noise
+    # the driver logs every statement with its parameters at debug: messages, secrets
+    logging.getLogger("aiosqlite").setLevel(logging.INFO)

@@ -7,6 +7,10 @@ waits long for the database. Only a prefix of each room is deleted (a
 message goes once it and every earlier one are older than the cutoff), so
 what remains keeps gapless seqs; ``rooms.last_seq`` is untouched, so seq
 never restarts. Clients learn of the gap from ``pruned_before``.
+
+Every process sharing the database runs this task, but a pass runs on one
+at a time: it holds the store's ``RETENTION_LOCK``, and a process that finds
+it taken skips that pass (the holder does the work).
 """
 
 from __future__ import annotations
@@ -29,6 +33,10 @@ PRUNE_BATCH = 500
 KEEP_MARGIN = timedelta(minutes=1)
 #: Seconds to yield to the writer between two batches.
 PRUNE_PAUSE = 0.05
+#: The lock that lets one process at a time prune.
+RETENTION_LOCK = "retention"
+#: Seconds a dead process keeps the lock where it is a lease (SQLite); renewed while it lives.
+RETENTION_LEASE_TTL = 300.0
 
 
 class Retention:
@@ -65,7 +73,15 @@ class Retention:
             await self._task
 
     async def prune_once(self) -> int:
-        """One pass over every room; returns how many messages were deleted."""
+        """One pass over every room, unless another process is running one (then nothing
+        happens); returns how many messages were deleted."""
+        async with self._store.exclusive(RETENTION_LOCK, RETENTION_LEASE_TTL) as taken:
+            if not taken:
+                log.debug("another process is pruning old messages; skipping this pass")
+                return 0
+            return await self._prune_rooms()
+
+    async def _prune_rooms(self) -> int:
         cutoff = self._clock() - self._keep
         deleted = 0
         for room in await self._store.room_names():

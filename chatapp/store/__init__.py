@@ -8,6 +8,7 @@ plain dataclasses of ``chatapp.model`` and the ``StoreError`` family of
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Protocol
 
@@ -84,6 +85,24 @@ class Store(Protocol):
         Only a prefix of the room goes (never a message with an earlier one
         kept), so what remains is still gapless; ``last_seq`` stays, so seq
         never restarts. Returns how many were deleted.
+        """
+        ...
+
+    async def shared_secret(self, name: str, proposed: str) -> str:
+        """The secret stored as ``name``, storing ``proposed`` first if there is none.
+
+        Atomic: when several processes propose at once, the first insert wins
+        and every one of them gets that value.
+        """
+        ...
+
+    def exclusive(self, name: str, ttl: float) -> AbstractAsyncContextManager[bool]:
+        """Hold lock ``name``, seen by every process on this database, if it is free.
+
+        ``async with store.exclusive("retention", ttl) as taken``: ``taken`` says
+        whether this process holds it for the body; one that did not should
+        skip the work. A holder that dies loses it at once on PostgreSQL, and
+        ``ttl`` seconds after its last renewal on SQLite (renewed while held).
         """
         ...
 

@@ -9,6 +9,12 @@ These tables are also the SQL interface documented in ``docs/sql.md``; the
 indexes serve its common queries. On SQLite, migration 0003 adds the
 full-text index ``messages_fts`` (an FTS5 table kept in step by triggers),
 which SQLAlchemy cannot describe: ``include_name`` hides it from autogenerate.
+On PostgreSQL, migration 0005 adds the full-text index ``ix_messages_text_search``
+(GIN over an expression) and the text search configuration it uses.
+
+``secrets`` and ``leases`` hold what every process sharing the database must
+agree on: the guest-token secret, and who runs retention (SQLite only; on
+PostgreSQL an advisory lock does that).
 """
 
 from __future__ import annotations
@@ -39,10 +45,16 @@ NAMING_CONVENTION = {
 
 #: The SQLite full-text index and its shadow tables: created by migration, not by models.
 FTS_TABLE = "messages_fts"
+#: The PostgreSQL full-text index (migration 0005) and its text search configuration
+#: (``simple`` with accents removed by ``unaccent``).
+PG_SEARCH_INDEX = "ix_messages_text_search"
+PG_SEARCH_CONFIG = "chatapp_search"
 
 
 def include_name(name: str | None, type_: str, _parent_names: object) -> bool:
-    """Autogenerate filter: leave the full-text tables (``messages_fts*``) alone."""
+    """Autogenerate filter: leave the full-text tables (``messages_fts*``) and index alone."""
+    if type_ == "index":
+        return name != PG_SEARCH_INDEX
     return not (type_ == "table" and name is not None and name.startswith(FTS_TABLE))
 
 
@@ -96,3 +108,23 @@ MESSAGE_COLUMNS = (
     MessageRow.created_at,
     MessageRow.client_id,
 )
+
+
+class SecretRow(Base):
+    """A secret every process must share, created once by whichever process comes first."""
+
+    __tablename__ = "secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class LeaseRow(Base):
+    """A lock with an expiry (SQLite): free once ``expires_at`` has passed."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -3,10 +3,14 @@
 People type words, not query syntax. Each word is quoted before it reaches
 the database, so FTS5 operators (``AND``, ``NEAR``, quotes, parentheses) are
 matched as text and no input can be a syntax error; a word ending in ``*``
-matches as a prefix. Every word must match. SQLite ranks with FTS5's bm25
-and folds accents ("cafe" finds "café"); PostgreSQL ranks with ``ts_rank``
-over the ``simple`` configuration and scans without an index, which suits
-small deployments until a GIN index migration is added.
+matches as a prefix. Every word must match. Both databases fold case and
+accents ("cafe" finds "Café"), rank by relevance and then newest first, and
+read an index: SQLite ranks with FTS5's bm25 over ``messages_fts``;
+PostgreSQL with ``ts_rank`` over the ``chatapp_search`` configuration
+(``simple`` plus ``unaccent``), whose GIN index ``ix_messages_text_search``
+covers the same expression (migration 0005). A word that is several tokens
+to the database (``o'neil``) must match as a phrase, as FTS5 takes a quoted
+string.
 """
 
 from __future__ import annotations
@@ -32,10 +36,13 @@ from sqlalchemy import (
 from sqlalchemy.orm import InstrumentedAttribute
 
 from chatapp.errors import SearchUnsupported
-from chatapp.store.schema import FTS_TABLE, MessageRow
+from chatapp.store.schema import FTS_TABLE, PG_SEARCH_CONFIG, MessageRow
 
 _FTS = table(FTS_TABLE, column("rowid", Integer), column("rank", Float))
-_PG_CONFIG: ColumnElement[Any] = literal_column("'simple'::regconfig")
+_PG_CONFIG: ColumnElement[Any] = literal_column(f"'{PG_SEARCH_CONFIG}'::regconfig")
+#: ``ts_rank`` divides by the message's length in words, so that, as with bm25,
+#: a word counts for more in a short message than in a long one.
+_PG_RANK_NORMALIZATION = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +75,7 @@ def fts5_query(query_words: Sequence[Word]) -> str:
 
 def _tsquery(word: Word) -> ColumnElement[Any]:
     if not word.prefix:
-        return func.plainto_tsquery(_PG_CONFIG, word.text)
+        return func.phraseto_tsquery(_PG_CONFIG, word.text)
     lexeme = "'" + word.text.replace("\\", "\\\\").replace("'", "''") + "':*"
     return func.to_tsquery(_PG_CONFIG, lexeme)
 
@@ -94,7 +101,7 @@ def _match(dialect: str, query_words: Sequence[Word]) -> _Match:
     if dialect == "postgresql":
         vector = func.to_tsvector(_PG_CONFIG, MessageRow.text)
         tsquery = reduce(lambda a, b: a.op("&&")(b), [_tsquery(w) for w in query_words])
-        score = func.ts_rank(vector, tsquery)
+        score = func.ts_rank(vector, tsquery, _PG_RANK_NORMALIZATION)
         return _Match(
             source=MessageRow.__table__,
             condition=vector.op("@@")(tsquery),

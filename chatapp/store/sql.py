@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import AsyncGenerator, Callable, Coroutine, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -15,6 +16,8 @@ from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import Row, delete, event, func, select, text
 from sqlalchemy import create_engine as create_sync_engine
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
@@ -35,8 +38,8 @@ from chatapp.model import (
     StoredMessage,
     User,
 )
-from chatapp.store import files, migrate, readonly, writable
-from chatapp.store.schema import MESSAGE_COLUMNS, MessageRow, RoomRow
+from chatapp.store import files, locks, migrate, readonly, writable
+from chatapp.store.schema import MESSAGE_COLUMNS, MessageRow, RoomRow, SecretRow
 from chatapp.store.search import count_statement
 from chatapp.store.search import statement as search_statement
 from chatapp.store.search import words as search_words
@@ -131,11 +134,12 @@ def sqlite_pragmas(busy_seconds: float) -> Callable[[Any, Any], None]:
 
     def set_up(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
+        # first: switching a new file to WAL must wait for another process doing the same
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_seconds * 1000)}")
         # WAL lets readers run beside the writer; FULL syncs every commit, so an
         # acknowledged message survives even a power loss (group commit pays for it).
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
-        cursor.execute(f"PRAGMA busy_timeout={int(busy_seconds * 1000)}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
@@ -206,22 +210,19 @@ def _first_line(exc: BaseException) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
-async def open_store(url: str, timeout: float = DEFAULT_DB_TIMEOUT) -> SqlStore:
+async def open_store(
+    url: str, timeout: float = DEFAULT_DB_TIMEOUT, *, migrate_schema: bool = True
+) -> SqlStore:
     """Connect, bring the schema up to date, check that it takes writes; a ready store.
 
-    ``timeout`` bounds waits for locks and connections, in seconds.
+    ``timeout`` bounds waits for locks and connections, in seconds (migrations,
+    which may take long, run on a connection of their own). Without
+    ``migrate_schema`` the schema is never touched: ``SchemaMismatch`` unless
+    it is already at the newest revision.
     """
-    engine = create_engine(url, timeout=timeout)
-    _prepare_sqlite_file(engine)
-    try:
-        await migrate.upgrade(engine)
-    except SchemaMismatch:
-        await engine.dispose()
-        raise
-    except (SQLAlchemyError, OSError) as exc:
-        await engine.dispose()
-        shown = engine.url.render_as_string(hide_password=True)
-        raise StoreError(f"cannot open database {shown!r}: {_first_line(exc)}") from None
+    if migrate_schema:
+        await upgrade_schema(url)
+    engine, _ = await _prepared(url, _require_current, timeout=timeout)
     store = SqlStore(engine, _writer_transactions(engine, url, timeout))
     try:
         await store.writable()
@@ -229,6 +230,50 @@ async def open_store(url: str, timeout: float = DEFAULT_DB_TIMEOUT) -> SqlStore:
         await store.close()
         raise
     return store
+
+
+async def upgrade_schema(url: str) -> migrate.Revision:
+    """Bring the database at ``url`` to the newest schema; returns where it stood before."""
+    engine, before = await _prepared(url, migrate.upgrade, timeout=migrate.MIGRATION_TIMEOUT)
+    await engine.dispose()
+    return before
+
+
+async def schema_revision(url: str) -> migrate.Revision:
+    """Where the schema of the database at ``url`` stands, read on a read-only connection."""
+    engine, revision = await _prepared(url, migrate.revision, read_only=True)
+    await engine.dispose()
+    return revision
+
+
+async def _require_current(engine: AsyncEngine) -> migrate.Revision:
+    revision = await migrate.revision(engine)
+    if not revision.is_current:
+        raise SchemaMismatch(revision.problem())
+    return revision
+
+
+async def _prepared(
+    url: str,
+    prepare: Callable[[AsyncEngine], Coroutine[Any, Any, R]],
+    *,
+    read_only: bool = False,
+    timeout: float = DEFAULT_DB_TIMEOUT,
+) -> tuple[AsyncEngine, R]:
+    """An engine for ``url`` once ``prepare`` has run on it; if either fails, the engine
+    is disposed of and the error is a ``StoreError`` that names the database."""
+    engine = create_engine(url, read_only=read_only, timeout=timeout)
+    if not read_only:
+        _prepare_sqlite_file(engine)
+    try:
+        return engine, await prepare(engine)
+    except (SQLAlchemyError, OSError) as exc:
+        await engine.dispose()
+        shown = engine.url.render_as_string(hide_password=True)
+        raise StoreError(f"cannot open database {shown!r}: {_first_line(exc)}") from None
+    except BaseException:
+        await engine.dispose()
+        raise
 
 
 def _writer_transactions(engine: AsyncEngine, url: str, timeout: float) -> Transactions:
@@ -507,9 +552,27 @@ class SqlStore:
 
     async def ready(self) -> None:
         await self.ping()
-        if not await migrate.is_current(self._engine):
-            raise SchemaMismatch("the database schema is not at the newest migration")
+        revision = await migrate.revision(self._engine)
+        if not revision.is_current:
+            raise SchemaMismatch(revision.problem())
         await self.writable()
+
+    @_answers
+    async def shared_secret(self, name: str, proposed: str) -> str:
+        # Whoever inserts first wins; everyone then reads the same row.
+        insert = pg_insert if self._engine.dialect.name == "postgresql" else sqlite_insert
+        async with self._sessions.begin() as session:
+            await session.execute(
+                insert(SecretRow)
+                .values(name=name, value=proposed, created_at=datetime.now(UTC))
+                .on_conflict_do_nothing(index_elements=[SecretRow.name])
+            )
+            stored = await session.scalar(select(SecretRow.value).where(SecretRow.name == name))
+        assert stored is not None
+        return stored
+
+    def exclusive(self, name: str, ttl: float) -> AbstractAsyncContextManager[bool]:
+        return locks.exclusive(self._engine, name, ttl)
 
     async def close(self) -> None:
         await self._writes.close()
