@@ -30,6 +30,8 @@ from chatapp.settings import Settings
 from chatapp.store.lock import lock_database
 from chatapp.store.sql import open_store
 from chatapp.web.app import make_app
+from chatapp.web.keepalive import Keepalive
+from chatapp.web.sockets import Socket
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,7 @@ class Chat:
     service: ChatService
     metrics: Metrics
     database: str
+    keepalive: Keepalive
 
 
 async def build(settings: Settings) -> Chat:
@@ -81,8 +84,11 @@ async def build(settings: Settings) -> Chat:
         db_timeout=settings.db_timeout,
     )
     service.start()
-    app = make_app(service, auth, settings, metrics)
-    return Chat(app=app, service=service, metrics=metrics, database=store.description)
+    open_sockets: set[Socket] = set()
+    app = make_app(service, auth, settings, metrics, open_sockets)
+    keepalive = Keepalive(lambda: open_sockets, settings.ping_interval)
+    keepalive.start()
+    return Chat(app, service, metrics, store.description, keepalive)
 
 
 def _prepare_data_dir(settings: Settings) -> None:
@@ -97,19 +103,21 @@ def _prepare_data_dir(settings: Settings) -> None:
         ) from None
 
 
-async def stop(server: HTTPServer, service: ChatService, timeout: float) -> None:
-    """Graceful shutdown: stop accepting, then ``shut_down`` the service."""
+async def stop(server: HTTPServer, chat: Chat, timeout: float) -> None:
+    """Graceful shutdown: stop accepting, then ``shut_down``."""
     server.stop()
-    await shut_down(service, timeout)
+    await shut_down(chat, timeout)
 
 
-async def shut_down(service: ChatService, timeout: float | None = None) -> None:
+async def shut_down(chat: Chat, timeout: float | None = None) -> None:
     """Commit and acknowledge everything queued, close sockets with 1001, release the database.
 
     Nothing acknowledged or queued is lost. With a database that does not
     answer, the drain ends after ``timeout`` seconds: senders still waiting
     are told ``unavailable`` (nothing of theirs was acknowledged).
     """
+    service = chat.service
+    await chat.keepalive.close()
     await service.drain(timeout)
     open_now = list(service.admission.open)  # let every sender hear how its message ended
     await asyncio.gather(*(conn.finish_requests(CLOSE_GRACE_SECONDS) for conn in open_now))
@@ -157,5 +165,5 @@ async def _run(settings: Settings, sockets: list[socket.socket]) -> None:
         loop.add_signal_handler(sig, stopping.set)
     await stopping.wait()
     log.info("shutting down")
-    await stop(server, chat.service, settings.shutdown_timeout)
+    await stop(server, chat, settings.shutdown_timeout)
     await collector.close()

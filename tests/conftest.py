@@ -195,7 +195,7 @@ def chat_factory(io_loop: IOLoop) -> Iterator[Callable[[Settings], Chat]]:
 
     yield make
     for chat in built:
-        io_loop.run_sync(partial(shut_down, chat.service))
+        io_loop.run_sync(partial(shut_down, chat))
 
 
 @pytest.fixture
@@ -219,7 +219,7 @@ def serve(settings: Settings, io_loop: IOLoop) -> Iterator[Callable[..., Awaitab
     yield start
     for server, chat in started:
         server.stop()
-        io_loop.run_sync(partial(shut_down, chat.service))
+        io_loop.run_sync(partial(shut_down, chat))
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ from chatapp.web.api import (
 from chatapp.web.edge import log_request
 from chatapp.web.encoders import Encoders
 from chatapp.web.ratelimit import AddressLimits
-from chatapp.web.sockets import ChatSocket, TextSocket
+from chatapp.web.sockets import ChatSocket, Socket, TextSocket
 
 
 class _WebSocketUpgrade(PathMatches):
@@ -85,14 +85,20 @@ class StaticHandler(StaticFileHandler):
 
 
 def make_app(
-    service: ChatService, auth: Authenticator, settings: Settings, metrics: Metrics
+    service: ChatService,
+    auth: Authenticator,
+    settings: Settings,
+    metrics: Metrics,
+    open_sockets: set[Socket],
 ) -> Application:
+    """The application; its open WebSockets are kept in ``open_sockets`` (for keepalive)."""
     socket_deps = {
         "service": service,
         "auth": auth,
         "settings": settings,
         "metrics": metrics,
         "encoders": Encoders.new(),
+        "open_sockets": open_sockets,
     }
     reads = {
         "service": service,
@@ -124,7 +130,5 @@ def make_app(
         default_handler_class=NotFoundHandler,
         log_function=log_request,
         websocket_max_message_size=MAX_FRAME_BYTES,
-        websocket_ping_interval=settings.ping_interval,
-        websocket_ping_timeout=settings.ping_interval,
         compress_response=True,
     )

@@ -22,7 +22,9 @@ import time
 from collections.abc import AsyncGenerator, Awaitable
 from contextlib import aclosing
 
+from tornado.httputil import HTTPHeaders
 from tornado.ioloop import IOLoop
+from tornado.util import ObjectDict
 from tornado.websocket import WebSocketHandler
 
 from chatapp.auth.tokens import Authenticator, Identity
@@ -52,10 +54,38 @@ log = logging.getLogger(__name__)
 #: Connection ids are unique across processes: this process's tag, then a counter.
 _PROCESS_TAG = secrets.token_hex(3)
 _connection_numbers = itertools.count(1)
+#: What an open socket keeps of its HTTP exchange: nothing (shared, never written to).
+_NO_HEADERS = HTTPHeaders()
+_NO_UI = ObjectDict()
 
 
-class _Socket(BaseHandler, WebSocketHandler):
-    """What both WebSocket endpoints share: identity, flow control, rate limit, cleanup."""
+class Socket(BaseHandler, WebSocketHandler):
+    """What both WebSocket endpoints share: identity, flow control, rate limit, cleanup.
+
+    Its own state lives in slots, not in the instance dict, and the HTTP request's
+    leftovers are dropped once the socket is open: an idle connection should cost
+    little, since a server holds tens of thousands of them.
+    """
+
+    __slots__ = (
+        "_bucket",
+        "_catching_up",
+        "_closing",
+        "_expiry",
+        "_outbox",
+        "_rejected",
+        "_tasks",
+        "address",
+        "alive",
+        "auth",
+        "encoders",
+        "id",
+        "identity",
+        "metrics",
+        "open_sockets",
+        "server_settings",
+        "service",
+    )
 
     def initialize(
         self,
@@ -64,8 +94,10 @@ class _Socket(BaseHandler, WebSocketHandler):
         settings: Settings,
         metrics: Metrics,
         encoders: Encoders,
+        open_sockets: set[Socket],
     ) -> None:
         self.encoders = encoders
+        self.open_sockets = open_sockets
         self.service = service
         self.auth = auth
         self.server_settings = settings
@@ -81,7 +113,8 @@ class _Socket(BaseHandler, WebSocketHandler):
         self._rejected = 0
         self._closing = False
         self._catching_up = False
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] | None = None  # made on first use
+        self.alive = True  # any frame or pong since the last keepalive round
 
     @property
     def user(self) -> User:
@@ -118,10 +151,25 @@ class _Socket(BaseHandler, WebSocketHandler):
             self._stalled,
         )
         self.service.connect(self)
+        self.open_sockets.add(self)
+        self._forget_http()
         if self.identity.expires_at is not None:
             self._expiry = IOLoop.current().call_later(
                 max(0.0, self.identity.expires_at - time.time()), self._token_expired
             )
+
+    def _forget_http(self) -> None:
+        """Drop what only the HTTP exchange needed: the request's headers and the handler's
+        response state and template helpers (a kilobyte or two per idle connection)."""
+        self.request.headers = _NO_HEADERS
+        self._headers = _NO_HEADERS
+        self.ui = _NO_UI
+
+    def on_pong(self, data: bytes) -> None:
+        self.alive = True
+
+    def on_ping(self, data: bytes) -> None:
+        self.alive = True
 
     def _token_expired(self) -> None:
         self.close(close_code(ErrorCode.TOKEN_EXPIRED), "token expired")
@@ -199,7 +247,7 @@ class _Socket(BaseHandler, WebSocketHandler):
         Past MAX_INFLIGHT_PER_CONNECTION the work is returned instead, and
         Tornado waits for it before reading on: backpressure on a flooding client.
         """
-        if len(self._tasks) < MAX_INFLIGHT_PER_CONNECTION:
+        if self._tasks is None or len(self._tasks) < MAX_INFLIGHT_PER_CONNECTION:
             self._spawn(work)
             return None
         return work
@@ -210,6 +258,8 @@ class _Socket(BaseHandler, WebSocketHandler):
 
     def _spawn(self, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)
+        if self._tasks is None:
+            self._tasks = set()
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -237,11 +287,14 @@ class _Socket(BaseHandler, WebSocketHandler):
             self._outbox.close()
         if self._expiry is not None:
             IOLoop.current().remove_timeout(self._expiry)
+        self.open_sockets.discard(self)
         self._spawn(self.service.disconnect(self))
 
 
-class ChatSocket(_Socket):
+class ChatSocket(Socket):
     """``/ws``: the JSON protocol."""
+
+    __slots__ = ("limit", "room", "since")
 
     @property
     def encoder(self) -> JsonEncoder:
@@ -262,6 +315,7 @@ class ChatSocket(_Socket):
 
     def on_message(self, message: str | bytes) -> Awaitable[None] | None:
         connection_id.set(self.id)
+        self.alive = True
         if self._closing:
             return None
         if not self._admit():
@@ -313,12 +367,14 @@ def _client_id(raw: str | bytes) -> str | None:
     return value if isinstance(value, str) else None
 
 
-class TextSocket(_Socket):
+class TextSocket(Socket):
     """``ws://host/``: the tutorial's plain-text mode in room ``general``.
 
     Text in, ``"name: text"`` out, no echo to the sender. Problems are reported
     as a line starting with ``[chatapp]``, since these clients only show text.
     """
+
+    __slots__ = ()
 
     @property
     def encoder(self) -> TextEncoder:
@@ -331,6 +387,7 @@ class TextSocket(_Socket):
 
     def on_message(self, message: str | bytes) -> Awaitable[None] | None:
         connection_id.set(self.id)
+        self.alive = True
         if self._closing:
             return None
         if not self._admit():
