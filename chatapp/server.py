@@ -27,11 +27,11 @@ from chatapp.errors import ConfigError, ErrorCode, close_code
 from chatapp.ops.gcpause import FullCollectionGuard
 from chatapp.ops.metrics import Metrics
 from chatapp.settings import Settings
+from chatapp.store.engine import open_store
 from chatapp.store.lock import lock_database
-from chatapp.store.sql import open_store
 from chatapp.web.app import make_app
+from chatapp.web.connection import Socket
 from chatapp.web.keepalive import Keepalive
-from chatapp.web.sockets import Socket
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,7 @@
 """The server's settings: one frozen object, each setting declared once.
 
+(Long because it is the one list of every option, with its help text.)
+
 Every field carries its command-line flag, help text and environment
 variable in its metadata (``setting(...)``); ``chatapp.commands.options``
 builds the argument parsers from them and ``Settings.resolve`` fills the

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from chatapp.model import NewMessage, StoredMessage, User
-from chatapp.store.sql import open_store
+from chatapp.store.engine import open_store
 
 ALICE = User(id="u-alice", name="Alice")
 BOB = User(id="u-bob", name="Bob")

@@ -35,7 +35,8 @@ from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from chatapp.server import Chat, build, shut_down
 from chatapp.settings import Settings
-from chatapp.store.sql import SqlStore, open_store
+from chatapp.store.engine import open_store
+from chatapp.store.sql import SqlStore
 
 #: The SQL interface's documentation, whose examples and role the tests run.
 SQL_DOC = REPO / "docs" / "sql.md"

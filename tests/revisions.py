@@ -13,7 +13,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
 from chatapp.resources import resource_dir
-from chatapp.store.sql import create_engine
+from chatapp.store.engine import create_engine
 
 
 def _script() -> ScriptDirectory:

@@ -17,7 +17,7 @@ from procs import assert_startup_error, run_chatapp_async
 from sqlalchemy.engine import make_url
 from tornado.httpclient import AsyncHTTPClient
 
-from chatapp.store.sql import open_store
+from chatapp.store.engine import open_store
 
 
 @pytest.fixture

@@ -15,7 +15,8 @@ from procs import RUN_TIMEOUT, chatapp_env, run_chatapp
 from sqlalchemy import text
 
 from chatapp.errors import UnknownRoom
-from chatapp.store.sql import create_engine, open_store
+from chatapp.store.engine import create_engine, open_store
+from chatapp.store.readonly_database import ReadOnlyDatabase
 
 #: Fresh databases on both backends, as in the store tests.
 
@@ -122,22 +123,30 @@ def test_a_missing_database_is_an_error_and_is_not_created(tmp_path: Path):
 # --- streaming ---------------------------------------------------------------------------
 
 
-async def test_the_store_export_reads_one_snapshot_chunk_by_chunk(store):
+async def test_an_export_reads_one_snapshot_chunk_by_chunk(store, db_url):
     """Messages arrive in seq order across chunk boundaries; later commits are not mixed in."""
     await store.append([msg("general", f"m{i}") for i in range(1, 8)])
+    database = await ReadOnlyDatabase.open(db_url)
     seen = []
-    async for message in store.export("general", chunk=3):
-        seen.append(message.seq)
-        if len(seen) == 1:
-            await store.append([msg("general", "late")])
+    try:
+        async for message in database.export("general", chunk=3):
+            seen.append(message.seq)
+            if len(seen) == 1:
+                await store.append([msg("general", "late")])
+    finally:
+        await database.close()
     assert seen == [1, 2, 3, 4, 5, 6, 7]
 
 
-async def test_the_store_export_of_an_unknown_room_raises(store):
+async def test_an_export_of_an_unknown_room_raises(store, db_url):
     """An unknown room is ``UnknownRoom`` before any message."""
-    with pytest.raises(UnknownRoom):
-        async for _ in store.export("nowhere"):
-            pass
+    database = await ReadOnlyDatabase.open(db_url)
+    try:
+        with pytest.raises(UnknownRoom):
+            async for _ in database.export("nowhere"):
+                pass
+    finally:
+        await database.close()
 
 
 def _peak_kib(data_dir: Path, *args: str) -> int:

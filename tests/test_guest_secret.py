@@ -18,7 +18,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from chatapp.auth.tokens import Authenticator
 from chatapp.errors import ConfigError
 from chatapp.settings import GUEST_SECRET_FILE
-from chatapp.store.sql import open_store
+from chatapp.store.engine import open_store
 
 #: A --guest-secret of the accepted length.
 OPTION_SECRET = "guest-secret-given-to-every-process-0123456789"

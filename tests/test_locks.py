@@ -16,7 +16,8 @@ from contextlib import asynccontextmanager
 import pytest
 from procs import chatapp_env
 
-from chatapp.store.sql import SqlStore, open_store
+from chatapp.store.engine import open_store
+from chatapp.store.sql import SqlStore
 
 #: Seconds a holder's lease lasts after its last renewal (SQLite), kept short for the tests.
 TTL = 1.0
@@ -26,7 +27,7 @@ FREE_TIMEOUT = 30.0
 #: A process that takes lock ``retention`` on the database at argv[1], says so, and holds it.
 HOLDER = """
 import asyncio, sys
-from chatapp.store.sql import open_store
+from chatapp.store.engine import open_store
 
 async def hold():
     store = await open_store(sys.argv[1])

@@ -15,7 +15,7 @@ from revisions import head_revision, revisions, set_revision, stored_revision
 from sqlalchemy import inspect
 from tornado.httpclient import AsyncHTTPClient
 
-from chatapp.store.sql import create_engine, open_store
+from chatapp.store.engine import create_engine, open_store
 
 #: Servers started at once on one empty database.
 STARTED_TOGETHER = 3

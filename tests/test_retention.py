@@ -22,7 +22,8 @@ from chatapp.cli import build_parser
 from chatapp.commands.options import settings_from
 from chatapp.model import NewMessage, User
 from chatapp.ops.retention import RETENTION_LEASE_TTL, RETENTION_LOCK, Retention
-from chatapp.store.sql import SqlStore, create_engine, open_store
+from chatapp.store.engine import create_engine, open_store
+from chatapp.store.sql import SqlStore
 
 #: Fresh databases on both backends, as in the store tests.
 

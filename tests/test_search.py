@@ -15,10 +15,11 @@ from sqlalchemy import text
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 from chatapp.limits import MAX_SEARCH_QUERY_CHARS, SEARCH_COUNT_CAP
+from chatapp.store.engine import create_engine, open_store
 from chatapp.store.schema import FTS_TABLE, PG_SEARCH_INDEX, MessageRow
 from chatapp.store.search import Word, fts5_query, words
 from chatapp.store.search import statement as search_statement
-from chatapp.store.sql import SqlStore, create_engine, open_store
+from chatapp.store.sql import SqlStore
 
 #: Fresh databases on both backends, as in the store tests.
 

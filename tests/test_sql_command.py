@@ -17,7 +17,7 @@ from chatdata import populate
 from procs import CHATAPP, RUN_TIMEOUT, chatapp_env, run_chatapp, run_chatapp_async
 
 from chatapp.errors import QueryError, WriteRefused
-from chatapp.store.query import ReadOnlyDatabase
+from chatapp.store.readonly_database import ReadOnlyDatabase
 
 #: Fresh databases on both backends, as in the store tests.
 

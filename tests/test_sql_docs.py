@@ -17,8 +17,8 @@ from chatdata import GENERAL_ON_26TH
 from factories import dialect_of
 from sqlalchemy import inspect, text
 
-from chatapp.store.query import ReadOnlyDatabase
-from chatapp.store.sql import create_engine
+from chatapp.store.engine import create_engine
+from chatapp.store.readonly_database import ReadOnlyDatabase
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "sql.md"
 _BLOCK = re.compile(r"^```(sql|sqlite|postgresql)\n(.*?)^```", re.MULTILINE | re.DOTALL)

@@ -24,8 +24,9 @@ from sqlalchemy.exc import IntegrityError
 
 from chatapp.errors import StoreError
 from chatapp.model import NewMessage, StoredMessage, User
+from chatapp.store.engine import create_engine, open_store
 from chatapp.store.schema import Base, MessageRow, RoomRow, include_name
-from chatapp.store.sql import SqlStore, create_engine, open_store
+from chatapp.store.sql import SqlStore
 from chatapp.store.writes import statements_for
 
 

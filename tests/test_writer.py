@@ -15,7 +15,8 @@ from tornado.ioloop import IOLoop
 from chatapp.core.writer import BatchWriter
 from chatapp.errors import StoreError, Unavailable
 from chatapp.model import Appended, MessageEvent, NewMessage, Page, StoredMessage, User
-from chatapp.store.sql import SqlStore, open_store
+from chatapp.store.engine import open_store
+from chatapp.store.sql import SqlStore
 
 ALICE = User(id="u-alice", name="Alice")
 POISON = "poison"

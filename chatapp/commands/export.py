@@ -25,7 +25,7 @@ from chatapp.core import protocol
 from chatapp.errors import ExitCode, RequestError, StoreError
 from chatapp.model import StoredMessage
 from chatapp.settings import Group
-from chatapp.store.query import ReadOnlyDatabase
+from chatapp.store.readonly_database import ReadOnlyDatabase
 from chatapp.web.wire import iso_utc
 
 FIELDS = ("room", "seq", "id", "user_id", "user_name", "text", "created_at", "client_id")
@@ -103,7 +103,7 @@ class Output:
 async def _export(url: str, args: argparse.Namespace, output: Output) -> int:
     database = await ReadOnlyDatabase.open(url)
     try:
-        messages = database.store.export(args.room, args.since, args.until)
+        messages = database.export(args.room, args.since, args.until)
         async with aclosing(messages):
             first = await anext(messages, None)  # an unknown room fails before any output
             output.header()

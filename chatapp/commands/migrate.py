@@ -16,7 +16,7 @@ from chatapp.commands import fail
 from chatapp.commands.options import HelpFormatter, add_settings_options, resolve_or_exit
 from chatapp.errors import ExitCode, StoreError
 from chatapp.settings import Group
-from chatapp.store.sql import schema_revision, upgrade_schema
+from chatapp.store.engine import schema_revision, upgrade_schema
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -28,7 +28,7 @@ from chatapp.commands.options import (
 )
 from chatapp.errors import ExitCode, StoreError, WriteRefused
 from chatapp.settings import Group, seconds
-from chatapp.store.query import ReadOnlyDatabase
+from chatapp.store.readonly_database import ReadOnlyDatabase
 
 _NUMBERS = (int, float, Decimal)
 #: Seconds a statement may run (fetching its rows included) before the database cancels it.

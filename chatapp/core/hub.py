@@ -1,5 +1,8 @@
 """This process's rooms and their members; events in seq order, fanned out to members.
 
+(Longer than most modules: a room's order, members' states, tail and presence
+change together in one synchronous step, and one class keeps them consistent.)
+
 The hub never awaits a client and knows no wire format. It hands each
 member a ``Delivery`` (one room's events of one broadcast); members of one
 kind encode it once between them through the delivery's cache.

@@ -1,5 +1,7 @@
 """The single choke point between the connections and the rest: validate, store, publish.
 
+(Longer than most modules: it is the one place every request passes through.)
+
 Handlers decode frames and call in here. The service checks access and
 membership, hands messages to the group-commit writer, publishes what was
 committed through the broker, and answers joins and history requests with

@@ -1,5 +1,9 @@
 """The SQLAlchemy implementation of ``Store``: SQLite (aiosqlite) or PostgreSQL (asyncpg).
 
+(Longer than most modules because it is one class implementing the whole
+``Store`` protocol over one engine; opening a database is ``engine``, the
+write path ``writes`` and ``transactions``.)
+
 One ``AsyncSession`` per unit of work. Appends take a batch so that the
 writer can commit many messages with one transaction (group commit).
 """
@@ -7,28 +11,24 @@ writer can commit many messages with one transaction (group commit).
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncGenerator, Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from functools import partial
-from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-from sqlalchemy import Row, delete, event, func, select, text
-from sqlalchemy import create_engine as create_sync_engine
+from sqlalchemy import Row, delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
-    create_async_engine,
 )
 
-from chatapp.errors import SchemaMismatch, StoreError, UnknownRoom
-from chatapp.limits import DEFAULT_DB_TIMEOUT, MAX_SEQ
+from chatapp.errors import SchemaMismatch, StoreError
+from chatapp.limits import MAX_SEQ
 from chatapp.model import (
     Appended,
     NewMessage,
@@ -38,17 +38,19 @@ from chatapp.model import (
     StoredMessage,
     User,
 )
-from chatapp.store import files, locks, migrate, readonly, writable
+from chatapp.store import files, locks, migrate, writable
 from chatapp.store.schema import MESSAGE_COLUMNS, MessageRow, RoomRow, SecretRow
 from chatapp.store.search import count_statement
 from chatapp.store.search import statement as search_statement
 from chatapp.store.search import words as search_words
+from chatapp.store.transactions import PoolTransactions, Transactions, as_store_error, first_line
 from chatapp.store.writes import (
+    CONFLICT_ROUNDS,
     Conflict,
-    PoolTransactions,
-    ThreadTransactions,
-    Transactions,
-    as_store_error,
+    Key,
+    fresh_messages,
+    key_of,
+    results_of,
     statements_for,
     write_batch,
 )
@@ -58,12 +60,6 @@ _IN_CHUNK = 500
 
 P = ParamSpec("P")
 R = TypeVar("R")
-#: Times the write of one batch is tried when other writers keep storing its client_ids.
-CONFLICT_ROUNDS = 3
-#: Seconds one write attempt waits for SQLite's lock (longer waits are retries).
-WRITER_LOCK_WAIT = 0.25
-#: Connections of the writer's own pool on PostgreSQL (one batch at a time, one spare).
-WRITER_POOL_SIZE = 2
 
 
 def _aware(moment: datetime) -> datetime:
@@ -71,7 +67,7 @@ def _aware(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
-def _message(row: Row[Any] | Any) -> StoredMessage:
+def message_of(row: Row[Any] | Any) -> StoredMessage:
     return StoredMessage(
         id=row.id,
         room=row.room,
@@ -81,214 +77,6 @@ def _message(row: Row[Any] | Any) -> StoredMessage:
         created_at=_aware(row.created_at),
         client_id=row.client_id,
     )
-
-
-#: What makes storing a message idempotent: its user and client_id, or, without a
-#: client_id, its user, room and creation time.
-_Key = tuple[str, str | None] | tuple[str, None, str, datetime]
-
-
-def _key(message: NewMessage) -> _Key:
-    if message.client_id is not None:
-        return (message.user.id, message.client_id)
-    return (message.user.id, None, message.room, message.created_at)
-
-
-def _fresh(batch: Sequence[NewMessage], originals: dict[_Key, StoredMessage]) -> list[NewMessage]:
-    """The messages of ``batch`` to store: not stored before, and not a repeat of an earlier
-    one in the batch with the same ``client_id``."""
-    taken = set(originals)
-    fresh = []
-    for message in batch:
-        key = _key(message)
-        if key not in taken:
-            if message.client_id is not None:
-                taken.add(key)
-            fresh.append(message)
-    return fresh
-
-
-def _results(
-    batch: Sequence[NewMessage],
-    originals: dict[_Key, StoredMessage],
-    stored: list[StoredMessage],
-) -> list[Appended]:
-    """Each message's outcome, in batch order: stored now, or the original it repeats."""
-    known = dict(originals)
-    fresh = iter(stored)
-    results = []
-    for message in batch:
-        key = _key(message)
-        if key in known:
-            results.append(Appended(known[key], duplicate=True))
-            continue
-        appended = next(fresh)
-        results.append(Appended(appended, duplicate=False))
-        if message.client_id is not None:
-            known[key] = appended
-    return results
-
-
-def sqlite_pragmas(busy_seconds: float) -> Callable[[Any, Any], None]:
-    """Set up each new SQLite connection; lock waits end after ``busy_seconds``."""
-
-    def set_up(dbapi_connection: Any, _record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        # first: switching a new file to WAL must wait for another process doing the same
-        cursor.execute(f"PRAGMA busy_timeout={int(busy_seconds * 1000)}")
-        # WAL lets readers run beside the writer; FULL syncs every commit, so an
-        # acknowledged message survives even a power loss (group commit pays for it).
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=FULL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
-
-    return set_up
-
-
-def create_engine(
-    url: str, *, read_only: bool = False, timeout: float = DEFAULT_DB_TIMEOUT, pool_size: int = 5
-) -> AsyncEngine:
-    """An async engine for ``url``; ``StoreError`` with a readable reason if it cannot be.
-
-    ``read_only`` opens connections on which the database refuses every
-    write (see ``readonly``). Messages show the URL with its password masked.
-    """
-    try:
-        parsed = make_url(url)
-    except (ArgumentError, ValueError):
-        raise StoreError("bad database URL: expected e.g. sqlite+aiosqlite:///chat.db") from None
-    shown = parsed.render_as_string(hide_password=True)
-    if read_only:
-        parsed = readonly.read_only_url(parsed)
-    backend = parsed.get_backend_name()
-    options: dict[str, Any] = {}
-    if backend == "postgresql":
-        options["pool_pre_ping"] = True
-        options["pool_size"] = pool_size
-        if not read_only:  # the tools' exports may run long; the server's statements may not
-            options["connect_args"] = {"timeout": timeout, "command_timeout": timeout}
-    try:
-        engine = create_async_engine(parsed, **options)
-    except NoSuchModuleError:
-        raise StoreError(f"bad database URL {shown!r}: unknown dialect or driver") from None
-    except ImportError as exc:
-        raise StoreError(
-            f"bad database URL {shown!r}: its driver is not installed ({exc.name})"
-        ) from None
-    except (ArgumentError, SQLAlchemyError, ValueError) as exc:
-        raise StoreError(f"bad database URL {shown!r}: {_first_line(exc)}") from None
-    if read_only:
-        readonly.install(engine.sync_engine)
-    elif engine.dialect.name == "sqlite":
-        event.listen(engine.sync_engine, "connect", sqlite_pragmas(timeout))
-    return engine
-
-
-def _prepare_sqlite_file(engine: AsyncEngine) -> None:
-    """Refuse an SQLite path that cannot be a writable database file before connecting to it,
-    and create a new one private (0600).
-
-    A failed aiosqlite connect can leave its worker thread reporting to a loop
-    that is already closed (a traceback at exit), so fail early instead.
-    """
-    database = engine.url.database
-    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
-        return
-    if database.startswith("file:"):
-        return  # a URI filename; SQLite parses it
-    path = Path(database)
-    if path.is_dir():
-        raise StoreError(f"cannot open database {database!r}: it is a directory")
-    if not path.parent.is_dir():
-        raise StoreError(f"cannot open database {database!r}: no directory {str(path.parent)!r}")
-    writable.check_sqlite_files(path.resolve())
-    files.create_private(path)
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-
-
-async def open_store(
-    url: str, timeout: float = DEFAULT_DB_TIMEOUT, *, migrate_schema: bool = True
-) -> SqlStore:
-    """Connect, bring the schema up to date, check that it takes writes; a ready store.
-
-    ``timeout`` bounds waits for locks and connections, in seconds (migrations,
-    which may take long, run on a connection of their own). Without
-    ``migrate_schema`` the schema is never touched: ``SchemaMismatch`` unless
-    it is already at the newest revision.
-    """
-    if migrate_schema:
-        await upgrade_schema(url)
-    engine, _ = await _prepared(url, _require_current, timeout=timeout)
-    store = SqlStore(engine, _writer_transactions(engine, url, timeout))
-    try:
-        await store.writable()
-    except StoreError:
-        await store.close()
-        raise
-    return store
-
-
-async def upgrade_schema(url: str) -> migrate.Revision:
-    """Bring the database at ``url`` to the newest schema; returns where it stood before."""
-    engine, before = await _prepared(url, migrate.upgrade, timeout=migrate.MIGRATION_TIMEOUT)
-    await engine.dispose()
-    return before
-
-
-async def schema_revision(url: str) -> migrate.Revision:
-    """Where the schema of the database at ``url`` stands, read on a read-only connection."""
-    engine, revision = await _prepared(url, migrate.revision, read_only=True)
-    await engine.dispose()
-    return revision
-
-
-async def _require_current(engine: AsyncEngine) -> migrate.Revision:
-    revision = await migrate.revision(engine)
-    if not revision.is_current:
-        raise SchemaMismatch(revision.problem())
-    return revision
-
-
-async def _prepared(
-    url: str,
-    prepare: Callable[[AsyncEngine], Coroutine[Any, Any, R]],
-    *,
-    read_only: bool = False,
-    timeout: float = DEFAULT_DB_TIMEOUT,
-) -> tuple[AsyncEngine, R]:
-    """An engine for ``url`` once ``prepare`` has run on it; if either fails, the engine
-    is disposed of and the error is a ``StoreError`` that names the database."""
-    engine = create_engine(url, read_only=read_only, timeout=timeout)
-    if not read_only:
-        _prepare_sqlite_file(engine)
-    try:
-        return engine, await prepare(engine)
-    except (SQLAlchemyError, OSError) as exc:
-        await engine.dispose()
-        shown = engine.url.render_as_string(hide_password=True)
-        raise StoreError(f"cannot open database {shown!r}: {_first_line(exc)}") from None
-    except BaseException:
-        await engine.dispose()
-        raise
-
-
-def _writer_transactions(engine: AsyncEngine, url: str, timeout: float) -> Transactions:
-    """Where batches are written: a thread with its own connection for an SQLite file, a
-    pool of its own on PostgreSQL, the engine itself otherwise (an in-memory database)."""
-    database = engine.url.database
-    if engine.dialect.name == "sqlite" and database and database != ":memory:":
-        sync = create_sync_engine(engine.url.set(drivername="sqlite"))
-        # SQLite's wait for a lock cannot be interrupted: keep each one short, and let the
-        # writer's retries (until --db-timeout) do the waiting, so shutdown never hangs on it.
-        event.listen(sync, "connect", sqlite_pragmas(min(timeout, WRITER_LOCK_WAIT)))
-        return ThreadTransactions(sync)
-    if engine.dialect.name == "postgresql":
-        return PoolTransactions(create_engine(url, timeout=timeout, pool_size=WRITER_POOL_SIZE))
-    return PoolTransactions(engine)
 
 
 def _answers(method: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
@@ -302,7 +90,7 @@ def _answers(method: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Corouti
         except DBAPIError as exc:
             raise as_store_error(exc) from None
         except (SQLAlchemyError, OSError, TimeoutError) as exc:
-            raise StoreError(f"the database did not answer: {_first_line(exc)}") from None
+            raise StoreError(f"the database did not answer: {first_line(exc)}") from None
 
     return guarded
 
@@ -327,7 +115,7 @@ class SqlStore:
     async def append(self, batch: Sequence[NewMessage], retry: bool = False) -> list[Appended]:
         originals = await self._stored_already(batch) if retry else {}
         for _ in range(CONFLICT_ROUNDS):
-            fresh = _fresh(batch, originals)
+            fresh = fresh_messages(batch, originals)
             new_rooms = sorted({m.room for m in fresh} - self._known_rooms)
             try:
                 stored = await self._writes.run(
@@ -337,10 +125,10 @@ class SqlStore:
                 originals.update(await self._by_client_ids(conflict.keys))
                 continue
             self._known_rooms.update(new_rooms)
-            return _results(batch, originals, stored)
+            return results_of(batch, originals, stored)
         raise StoreError("messages with the same client_ids kept arriving from elsewhere")
 
-    async def _stored_already(self, batch: Sequence[NewMessage]) -> dict[_Key, StoredMessage]:
+    async def _stored_already(self, batch: Sequence[NewMessage]) -> dict[Key, StoredMessage]:
         """On a retry: what an earlier attempt stored, by ``client_id``, or without one by
         user, room and ``created_at`` (the server sets it to the microsecond)."""
         keyed = [(m.user.id, m.client_id) for m in batch if m.client_id is not None]
@@ -357,14 +145,14 @@ class SqlStore:
                     )
                 ).first()
                 if row is not None:
-                    found[_key(message)] = _message(row)
+                    found[key_of(message)] = message_of(row)
         return found
 
-    async def _by_client_ids(self, keys: list[tuple[str, str]]) -> dict[_Key, StoredMessage]:
+    async def _by_client_ids(self, keys: list[tuple[str, str]]) -> dict[Key, StoredMessage]:
         """The stored messages with these ``(user_id, client_id)`` pairs, one indexed lookup."""
         async with self._sessions() as session:
             rows = await session.execute(self._sql.find_keys, self._sql.keys_params(keys))
-            return {(row.user_id, row.client_id): _message(row) for row in rows}
+            return {(row.user_id, row.client_id): message_of(row) for row in rows}
 
     @_answers
     async def latest(self, room: str, limit: int) -> Page:
@@ -381,7 +169,7 @@ class SqlStore:
         query = query.order_by(MessageRow.seq.desc()).limit(limit + 1)
         async with self._sessions() as session:
             rows = (await session.execute(query)).all()
-            newest_first = [_message(r) for r in rows[:limit]]
+            newest_first = [message_of(r) for r in rows[:limit]]
             has_more = len(rows) > limit
             oldest = newest_first[-1].seq if newest_first else None
             pruned = None if has_more else await self._pruned_before(session, room, oldest, before)
@@ -421,7 +209,7 @@ class SqlStore:
             .limit(limit)
         )
         async with self._sessions() as session:
-            return [_message(r) for r in (await session.execute(query)).all()]
+            return [message_of(r) for r in (await session.execute(query)).all()]
 
     @_answers
     async def search(self, query: str, rooms: Sequence[str] | None, limit: int) -> list[SearchHit]:
@@ -433,7 +221,7 @@ class SqlStore:
         )
         async with self._sessions() as session:
             rows = (await session.execute(statement)).all()
-        return [SearchHit(_message(row), float(row.score)) for row in rows]
+        return [SearchHit(message_of(row), float(row.score)) for row in rows]
 
     @_answers
     async def head(self, room: str) -> int:
@@ -504,34 +292,6 @@ class SqlStore:
                 )
         return len(doomed)
 
-    async def export(
-        self,
-        room: str,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        chunk: int = 1000,
-    ) -> AsyncGenerator[StoredMessage, None]:
-        """The room's messages created in ``[since, until)``, in seq order, fetched ``chunk``
-        rows at a time from one query (one consistent snapshot, never all in memory).
-
-        ``UnknownRoom`` if the room never held a message.
-        """
-        query = select(*MESSAGE_COLUMNS).where(MessageRow.room == room)
-        if since is not None:
-            query = query.where(MessageRow.created_at >= since.astimezone(UTC))
-        if until is not None:
-            query = query.where(MessageRow.created_at < until.astimezone(UTC))
-        query = query.order_by(MessageRow.seq).execution_options(yield_per=chunk)
-        try:
-            async with self._engine.connect() as connection:
-                known = select(RoomRow.name).where(RoomRow.name == room)
-                if await connection.scalar(known) is None:
-                    raise UnknownRoom(f"no room {room!r} in the database")
-                async for row in await connection.stream(query):
-                    yield _message(row)
-        except (SQLAlchemyError, OSError) as exc:
-            raise StoreError(f"reading {self.description} failed: {_first_line(exc)}") from None
-
     async def ping(self) -> None:
         try:
             async with self._sessions() as session:
@@ -548,7 +308,7 @@ class SqlStore:
                 await connection.run_sync(writable.probe)
         except (SQLAlchemyError, OSError) as exc:
             orig = getattr(exc, "orig", None) or exc  # the database's words, not SQLAlchemy's
-            raise StoreError(f"the database refuses writes: {_first_line(orig)}") from None
+            raise StoreError(f"the database refuses writes: {first_line(orig)}") from None
 
     async def ready(self) -> None:
         await self.ping()

@@ -9,40 +9,24 @@ A ``client_id`` stored before makes the insert skip that row; the whole
 transaction is then rolled back (``Conflict``) and tried again knowing the
 originals, so seqs stay gapless.
 
-The batch runs on a connection of its own: on SQLite a dedicated thread with
-a synchronous connection, so a batch costs one hand-off between threads and
-that connection's page cache stays warm; on PostgreSQL a separate pool, so
-the writer never waits behind history reads.
+The batch runs on a connection of its own (``chatapp.store.transactions``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
-from sqlalchemy import Connection, Engine, TextClause, TextualSelect, bindparam, text
+from sqlalchemy import Connection, TextClause, TextualSelect, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.exc import (
-    DataError,
-    DBAPIError,
-    IntegrityError,
-    ProgrammingError,
-    SQLAlchemyError,
-)
-from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.types import DateTime, Integer, String
 
-from chatapp.errors import StoreError
-from chatapp.model import NewMessage, StoredMessage
+from chatapp.model import Appended, NewMessage, StoredMessage
 from chatapp.store.schema import MESSAGE_COLUMNS
-
-T = TypeVar("T")
 
 
 class Conflict(Exception):
@@ -216,86 +200,53 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class Transactions(Protocol):
-    """Runs a function of a connection in one transaction, committed unless it raises."""
-
-    async def run(self, work: Callable[[Connection], T]) -> T: ...
-
-    async def close(self) -> None: ...
+#: Times the write of one batch is tried when other writers keep storing its client_ids.
+CONFLICT_ROUNDS = 3
 
 
-class ThreadTransactions:
-    """SQLite: one synchronous connection on a thread of its own; one hand-off per batch.
-
-    Attempts queue on that thread, so a retry runs after the attempt it
-    replaces has finished, and sees whatever it committed.
-    """
-
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="chatapp-sqlite-writer")
-        self._conn: Connection | None = None
-        self._closed = False
-
-    async def run(self, work: Callable[[Connection], T]) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._thread, self._transaction, work)
-
-    def _transaction(self, work: Callable[[Connection], T]) -> T:
-        if self._conn is None or self._conn.invalidated or self._conn.closed:
-            try:
-                self._conn = self._engine.connect()
-            except SQLAlchemyError as exc:
-                raise StoreError(f"cannot open the database: {first_line(exc)}") from None
-        try:
-            with self._conn.begin():
-                return work(self._conn)
-        except DBAPIError as exc:
-            raise as_store_error(exc) from None
-
-    async def close(self) -> None:
-        """Close the connection on its own thread, then the thread; again is a no-op."""
-        if self._closed:
-            return
-        self._closed = True
-
-        def release() -> None:
-            if self._conn is not None:
-                self._conn.close()
-            self._engine.dispose()
-
-        await asyncio.get_running_loop().run_in_executor(self._thread, release)
-        self._thread.shutdown(wait=True)
+#: What makes storing a message idempotent: its user and client_id, or, without a
+#: client_id, its user, room and creation time.
+Key = tuple[str, str | None] | tuple[str, None, str, datetime]
 
 
-class PoolTransactions:
-    """PostgreSQL: a pool of its own, so the writer never waits behind readers."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
-
-    async def run(self, work: Callable[[Connection], T]) -> T:
-        try:
-            async with self._engine.begin() as conn:
-                return await conn.run_sync(work)
-        except DBAPIError as exc:
-            raise as_store_error(exc) from None
-        except (OSError, TimeoutError) as exc:
-            raise StoreError(f"the database did not answer: {exc}") from None
-
-    async def close(self) -> None:
-        await self._engine.dispose()
+def key_of(message: NewMessage) -> Key:
+    if message.client_id is not None:
+        return (message.user.id, message.client_id)
+    return (message.user.id, None, message.room, message.created_at)
 
 
-def as_store_error(exc: DBAPIError) -> Exception:
-    """The database's failure as ``StoreError`` (it is down, locked, or dropped the
-    connection: try again later), or as it is when the statement or its data is at fault
-    (a constraint, a bad value, a bug), which no retry of the same batch can mend."""
-    blames_the_data = isinstance(exc, IntegrityError | DataError | ProgrammingError)
-    if blames_the_data and not exc.connection_invalidated:
-        return exc
-    return StoreError(f"the database failed: {first_line(exc.orig or exc)}")
+def fresh_messages(
+    batch: Sequence[NewMessage], originals: dict[Key, StoredMessage]
+) -> list[NewMessage]:
+    """The messages of ``batch`` to store: not stored before, and not a repeat of an earlier
+    one in the batch with the same ``client_id``."""
+    taken = set(originals)
+    fresh = []
+    for message in batch:
+        key = key_of(message)
+        if key not in taken:
+            if message.client_id is not None:
+                taken.add(key)
+            fresh.append(message)
+    return fresh
 
 
-def first_line(exc: BaseException) -> str:
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+def results_of(
+    batch: Sequence[NewMessage],
+    originals: dict[Key, StoredMessage],
+    stored: list[StoredMessage],
+) -> list[Appended]:
+    """Each message's outcome, in batch order: stored now, or the original it repeats."""
+    known = dict(originals)
+    fresh = iter(stored)
+    results = []
+    for message in batch:
+        key = key_of(message)
+        if key in known:
+            results.append(Appended(known[key], duplicate=True))
+            continue
+        appended = next(fresh)
+        results.append(Appended(appended, duplicate=False))
+        if message.client_id is not None:
+            known[key] = appended
+    return results

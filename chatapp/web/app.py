@@ -26,10 +26,11 @@ from chatapp.web.api import (
     SearchHandler,
     SessionHandler,
 )
+from chatapp.web.connection import Socket
 from chatapp.web.edge import log_request
 from chatapp.web.encoders import Encoders
 from chatapp.web.ratelimit import AddressLimits
-from chatapp.web.sockets import ChatSocket, Socket, TextSocket
+from chatapp.web.sockets import ChatSocket, TextSocket
 
 
 class _WebSocketUpgrade(PathMatches):

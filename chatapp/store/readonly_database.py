@@ -13,17 +13,22 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncGenerator, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, make_url
+from sqlalchemy import Connection, make_url, select
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from chatapp.errors import QueryError, StoreError, WriteRefused
+from chatapp.errors import QueryError, StoreError, UnknownRoom, WriteRefused
+from chatapp.model import StoredMessage
 from chatapp.store.authorizer import AUTHORIZER, ReadsOnly
-from chatapp.store.sql import SqlStore, create_engine
+from chatapp.store.engine import create_engine
+from chatapp.store.schema import MESSAGE_COLUMNS, MessageRow, RoomRow
+from chatapp.store.sql import message_of
+from chatapp.store.transactions import first_line
 
 #: Rows fetched from the database at a time.
 CHUNK_ROWS = 500
@@ -46,11 +51,11 @@ class RowSink(Protocol):
 
 
 class ReadOnlyDatabase:
-    """A database opened read-only; ``store`` reads it like the server does."""
+    """A database opened read-only: ad-hoc SQL (``query``) and room exports (``export``)."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        self.store = SqlStore(engine)
+        self._shown = engine.url.render_as_string(hide_password=True)
 
     @classmethod
     async def open(cls, url: str) -> ReadOnlyDatabase:
@@ -83,8 +88,36 @@ class ReadOnlyDatabase:
                 raise
             raise error from None
 
+    async def export(
+        self,
+        room: str,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        chunk: int = 1000,
+    ) -> AsyncGenerator[StoredMessage, None]:
+        """The room's messages created in ``[since, until)``, in seq order, fetched ``chunk``
+        rows at a time from one query (one consistent snapshot, never all in memory).
+
+        ``UnknownRoom`` if the room never held a message.
+        """
+        query = select(*MESSAGE_COLUMNS).where(MessageRow.room == room)
+        if since is not None:
+            query = query.where(MessageRow.created_at >= since.astimezone(UTC))
+        if until is not None:
+            query = query.where(MessageRow.created_at < until.astimezone(UTC))
+        query = query.order_by(MessageRow.seq).execution_options(yield_per=chunk)
+        try:
+            async with self._engine.connect() as connection:
+                known = select(RoomRow.name).where(RoomRow.name == room)
+                if await connection.scalar(known) is None:
+                    raise UnknownRoom(f"no room {room!r} in the database")
+                async for row in await connection.stream(query):
+                    yield message_of(row)
+        except (SQLAlchemyError, OSError) as exc:
+            raise StoreError(f"reading {self._shown} failed: {first_line(exc)}") from None
+
     async def close(self) -> None:
-        await self.store.close()
+        await self._engine.dispose()
 
 
 def _stream(connection: Connection, sql: str, sink: RowSink, timeout: float | None) -> None:
