@@ -300,14 +300,17 @@ async def test_a_joiner_is_listed_once_it_has_history():
     assert [u.id for u in hub.presence("general")] == ["u-alice", "u-bob"]
 
 
-async def test_leave_says_whether_the_room_emptied_here():
-    """leave is true when the last member here is gone (the broker can unsubscribe)."""
+async def test_a_room_is_forgotten_when_its_last_member_here_leaves():
+    """Once the last member here leaves, the hub has no room (the broker can unsubscribe)."""
     hub, alice, bob = Hub(), FakeMember("c1", ALICE), FakeMember("c2", BOB)
     live(hub, alice)
     hub.begin_join(bob, "general")
-    assert hub.leave(alice, "general") is False
-    assert hub.leave(bob, "general") is True
-    assert hub.leave(bob, "nowhere") is True
+    hub.leave(alice, "general")
+    assert hub.has_room("general")
+    hub.leave(bob, "general")
+    assert not hub.has_room("general")
+    hub.leave(bob, "nowhere")
+    assert not hub.has_room("nowhere")
     assert hub.rooms_of(alice) == set()
 
 

@@ -60,10 +60,6 @@ class Identity:
     #: Unix time when the token expires; None for token-less guests.
     expires_at: float | None = None
 
-    @property
-    def is_guest(self) -> bool:
-        return self.user.id.startswith(GUEST_PREFIX)
-
     def may_use(self, room: str) -> bool:
         if self.rooms is None:
             return True

@@ -232,8 +232,8 @@ class Hub:
         self._presence_changed(state)
         return True
 
-    def leave(self, member: Member, room: str) -> bool:
-        """Remove the member from a room; true if no member is left in it here."""
+    def leave(self, member: Member, room: str) -> None:
+        """Remove the member from a room; a room left without members here is forgotten."""
         rooms = self._memberships.get(member)
         if rooms is not None:
             rooms.discard(room)
@@ -241,16 +241,19 @@ class Hub:
                 del self._memberships[member]
         state = self._rooms.get(room)
         if state is None:
-            return True
+            return
         state.drop(member)
         if state.has_members():
             self._presence_changed(state)
-            return False
+            return
         for timer in (state.presence_timer, state.gap_timer):
             if timer is not None:
                 timer.cancel()
         del self._rooms[room]
-        return True
+
+    def has_room(self, room: str) -> bool:
+        """Whether the room has members here (else its broker subscription can go)."""
+        return room in self._rooms
 
     def typing_allowed(self, member: Member, room: str) -> bool:
         """At most one typing notice per member and room every TYPING_INTERVAL seconds."""

@@ -223,7 +223,8 @@ class ChatService:
                 cursor = max(cursor, self._hub.last_seq(room) or cursor)
 
     async def leave(self, conn: Connection, room: str) -> None:
-        if self._hub.leave(conn, room):
+        self._hub.leave(conn, room)
+        if not self._hub.has_room(room):
             await self._broker.unsubscribe(room)
 
     # --- messages ------------------------------------------------------------
