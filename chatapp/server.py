@@ -28,7 +28,7 @@ from chatapp.ops.gcpause import FullCollectionGuard
 from chatapp.ops.metrics import Metrics
 from chatapp.settings import Settings
 from chatapp.store.engine import open_store
-from chatapp.store.lock import lock_database
+from chatapp.store.file_lock import lock_database
 from chatapp.web.app import make_app
 from chatapp.web.connection import Socket
 from chatapp.web.keepalive import Keepalive

@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from chatapp.errors import SchemaMismatch
 from chatapp.resources import resource_dir
-from chatapp.store.locks import MIGRATION_LOCK, advisory_key
+from chatapp.store.exclusive import MIGRATION_LOCK, advisory_key
 
 log = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ from chatapp.model import (
     StoredMessage,
     User,
 )
-from chatapp.store import files, locks, migrate, writable
+from chatapp.store import exclusive, files, migrate, writable
 from chatapp.store.schema import MESSAGE_COLUMNS, MessageRow, RoomRow, SecretRow
 from chatapp.store.search import count_statement
 from chatapp.store.search import statement as search_statement
@@ -332,7 +332,7 @@ class SqlStore:
         return stored
 
     def exclusive(self, name: str, ttl: float) -> AbstractAsyncContextManager[bool]:
-        return locks.exclusive(self._engine, name, ttl)
+        return exclusive.exclusive(self._engine, name, ttl)
 
     async def close(self) -> None:
         await self._writes.close()
