@@ -33,8 +33,8 @@ from chatapp.web.edge import (
 from chatapp.web.ratelimit import AddressLimits
 
 
-class MessagesHandler(BaseHandler):
-    """``GET /api/rooms/{room}/messages?before=SEQ&limit=N``: one page of scrollback."""
+class _ReadHandler(BaseHandler):
+    """A read of the chat over HTTP, limited per address (--http-rate-limit)."""
 
     def initialize(
         self,
@@ -48,8 +48,14 @@ class MessagesHandler(BaseHandler):
         self.server_settings = settings
         self.limits = limits
 
-    async def get(self, room: str) -> None:
+    def prepare(self) -> None:
         self.throttle(self.limits, self.server_settings)
+
+
+class MessagesHandler(_ReadHandler):
+    """``GET /api/rooms/{room}/messages?before=SEQ&limit=N``: one page of scrollback."""
+
+    async def get(self, room: str) -> None:
         identity = self.identify(self.auth)
         name = protocol.room_name(room)
         before = self.query_int("before", minimum=1)
@@ -59,26 +65,13 @@ class MessagesHandler(BaseHandler):
         self.write(wire.history_dict(name, page.messages, page.has_more, page.pruned_before))
 
 
-class SearchHandler(BaseHandler):
+class SearchHandler(_ReadHandler):
     """``GET /api/search?q=WORDS&room=ROOM&limit=N``: messages matching every word, best first.
 
     Without ``room``, every room the caller may use is searched.
     """
 
-    def initialize(
-        self,
-        service: ChatService,
-        auth: Authenticator,
-        settings: Settings,
-        limits: AddressLimits,
-    ) -> None:
-        self.service = service
-        self.auth = auth
-        self.server_settings = settings
-        self.limits = limits
-
     async def get(self) -> None:
-        self.throttle(self.limits, self.server_settings)
         identity = self.identify(self.auth)
         query = protocol.search_query(self.get_query_argument("q", None))
         room_arg = self.get_query_argument("room", None)
@@ -89,23 +82,10 @@ class SearchHandler(BaseHandler):
         self.write(wire.search_dict(query, room, result))
 
 
-class RoomsHandler(BaseHandler):
+class RoomsHandler(_ReadHandler):
     """``GET /api/rooms``: the rooms the caller may use, most recently active first."""
 
-    def initialize(
-        self,
-        service: ChatService,
-        auth: Authenticator,
-        settings: Settings,
-        limits: AddressLimits,
-    ) -> None:
-        self.service = service
-        self.auth = auth
-        self.server_settings = settings
-        self.limits = limits
-
     async def get(self) -> None:
-        self.throttle(self.limits, self.server_settings)
         rooms = await self.service.directory(self.identify(self.auth))
         self.set_header("Cache-Control", "no-store")
         self.write(wire.rooms_dict(rooms))

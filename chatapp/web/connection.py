@@ -30,7 +30,7 @@ from tornado.websocket import WebSocketHandler
 from chatapp.auth.tokens import Authenticator, Identity
 from chatapp.core.hub import Delivery
 from chatapp.core.service import ChatService
-from chatapp.errors import ChatError, ErrorCode, Unavailable, close_code
+from chatapp.errors import ChatError, ErrorCode, LimitReached, Unavailable, close_code
 from chatapp.limits import MAX_INFLIGHT_PER_CONNECTION, MAX_REJECTED_FRAMES
 from chatapp.model import History, User
 from chatapp.ops.logs import connection_id
@@ -221,6 +221,26 @@ class Socket(BaseHandler, WebSocketHandler):
         super().close(code, reason)
 
     # --- receiving ------------------------------------------------------------
+
+    def on_message(self, message: str | bytes) -> Awaitable[None] | None:
+        """Every frame: a sign of life, then the rate limit, then the endpoint's ``handle``."""
+        connection_id.set(self.id)
+        self.alive = True
+        if self._closing:
+            return None
+        if not self._admit():
+            self.report(self.refused(message))
+            return None
+        return self.handle(message)
+
+    def handle(self, message: str | bytes) -> Awaitable[None] | None:
+        """Decode and serve one frame (past the rate limit); an awaitable makes Tornado wait
+        for it before reading the next frame."""
+        raise NotImplementedError
+
+    def refused(self, message: str | bytes) -> LimitReached:
+        """The error that answers a frame dropped by the rate limit."""
+        return LimitReached("slow down")
 
     def _admit(self) -> bool:
         """Apply the rate limit; a client that keeps flooding is closed with 1008."""

@@ -42,14 +42,7 @@ class ChatSocket(Socket):
         self.reply(self.encoder.hello(self.user))
         await self._join(self.room, self.since, self.limit)
 
-    def on_message(self, message: str | bytes) -> Awaitable[None] | None:
-        connection_id.set(self.id)
-        self.alive = True
-        if self._closing:
-            return None
-        if not self._admit():
-            self.report(LimitReached("slow down", ref=_client_id(message)))
-            return None
+    def handle(self, message: str | bytes) -> Awaitable[None] | None:
         try:
             frame = protocol.parse_client_frame(message)
         except RequestError as exc:
@@ -85,15 +78,17 @@ class ChatSocket(Socket):
         await self._outbox.drained()
         self.reply(self.encoder.history(History(frame.room, page)))
 
-
-def _client_id(raw: str | bytes) -> str | None:
-    """The ``client_id`` of a frame we refuse unread, so the client knows which one."""
-    try:
-        data = json.loads(raw)
-    except (ValueError, RecursionError):
-        return None
-    value = data.get("client_id") if isinstance(data, dict) else None
-    return value if isinstance(value, str) else None
+    def refused(self, message: str | bytes) -> LimitReached:
+        """Name the frame's ``client_id`` and room, so the client knows which one was dropped."""
+        try:
+            data = json.loads(message)
+        except (ValueError, RecursionError):
+            data = None
+        ref = data.get("client_id") if isinstance(data, dict) else None
+        room = data.get("room") if isinstance(data, dict) else None
+        refusal = LimitReached("slow down", ref=ref if isinstance(ref, str) else None)
+        refusal.room = room if isinstance(room, str) else None
+        return refusal
 
 
 class TextSocket(Socket):
@@ -114,14 +109,7 @@ class TextSocket(Socket):
         self._start()
         await self._guarded(self._send_all(self.service.join(self, DEFAULT_ROOM)))
 
-    def on_message(self, message: str | bytes) -> Awaitable[None] | None:
-        connection_id.set(self.id)
-        self.alive = True
-        if self._closing:
-            return None
-        if not self._admit():
-            self.report(LimitReached("slow down"))
-            return None
+    def handle(self, message: str | bytes) -> Awaitable[None] | None:
         if isinstance(message, bytes):
             self.report(RequestError("send text, not binary frames", ErrorCode.BAD_FRAME))
             return None
