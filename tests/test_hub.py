@@ -255,6 +255,17 @@ async def test_typing_notices_are_throttled_per_member_and_room():
     assert hub.typing_allowed(alice, "a")
 
 
+async def test_a_message_lets_the_next_typing_notice_through():
+    """Sending a message ends the typing spell, so the throttle starts afresh."""
+    hub, alice = Hub(), FakeMember("c1", ALICE)
+    live(hub, alice, "a")
+    live(hub, alice, "b")
+    assert hub.typing_allowed(alice, "a") and hub.typing_allowed(alice, "b")
+    hub.typing_stopped(alice, "a")
+    assert hub.typing_allowed(alice, "a")
+    assert not hub.typing_allowed(alice, "b")
+
+
 async def test_a_member_that_goes_live_gets_the_room_presence():
     """The last step of a join hands the member who is in the room."""
     hub, alice, bob = Hub(), FakeMember("c1", ALICE), FakeMember("c2", BOB)

@@ -170,6 +170,19 @@ async def test_typing_is_relayed_to_others_only_and_not_stored(ws_url):
     assert history["messages"] == []
 
 
+async def test_typing_right_after_sending_a_message_is_relayed(ws_url):
+    """A message ends a typing spell: typing the next one at once is announced again, even
+    within the throttle interval (the page clears the typist's line when the message lands)."""
+    alice, _, _ = await connect_json(ws_url)
+    bob, _, _ = await connect_json(ws_url)
+    await alice.send({"type": "typing", "room": "general"})
+    await bob.expect("typing")
+    await alice.send({"type": "message", "room": "general", "text": "hi", "client_id": "m1"})
+    await bob.expect("message")
+    await alice.send({"type": "typing", "room": "general"})
+    assert (await bob.expect("typing"))["room"] == "general"
+
+
 async def test_presence_lists_the_users_in_the_room_on_changes(ws_url):
     """Joins and leaves produce ``presence`` frames listing who is there."""
     alice, alice_hello, _ = await connect_json(ws_url)

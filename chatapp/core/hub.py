@@ -266,6 +266,12 @@ class Hub:
         state.typed_at[member] = now
         return True
 
+    def typing_stopped(self, member: Member, room: str) -> None:
+        """The member sent a message: clients clear its typing line, so its next notice is news."""
+        state = self._rooms.get(room)
+        if state is not None:
+            state.typed_at.pop(member, None)
+
     def occupancy(self) -> dict[str, int]:
         """How many connections are present in each room of this process that has any."""
         counts = {name: len(state.present()) for name, state in self._rooms.items()}

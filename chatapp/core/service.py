@@ -232,6 +232,7 @@ class ChatService:
     async def post(self, conn: Connection, room: str, text: str, client_id: str | None) -> Appended:
         """Store a message and broadcast it; returns once it is durable."""
         self._require_member(conn, room, client_id)
+        self._hub.typing_stopped(conn, room)
         message = NewMessage(
             room=room, user=conn.user, text=text, client_id=client_id, created_at=datetime.now(UTC)
         )
@@ -246,7 +247,7 @@ class ChatService:
         return result
 
     async def typing(self, conn: Connection, room: str) -> None:
-        """Relay a typing notice; notices faster than one a second per room are dropped."""
+        """Relay a typing notice; more than one a second per room, between messages, are dropped."""
         self._require_member(conn, room)
         if self._hub.typing_allowed(conn, room):
             await self._broker.publish([TypingEvent(room, conn.user, conn.id)])
