@@ -65,6 +65,12 @@ def readme_commands() -> list[str]:
     return re.findall(r"```sh\n(.*?)\n```", (REPO / "README.md").read_text(), re.DOTALL)
 
 
+def test_ci_runs_the_readme_test_command_verbatim() -> None:
+    """What CI proves is what the README promises: its second command, as written."""
+    ci_lines = (REPO / ".ci" / "run").read_text().strip().splitlines()
+    assert ci_lines[-1] == readme_commands()[1]
+
+
 def fresh_checkout(destination: Path) -> Path:
     """What a fresh clone of this working tree holds: tracked and new, not ignored, files."""
     listed = subprocess.run(
