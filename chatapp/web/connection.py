@@ -22,6 +22,7 @@ import time
 from collections.abc import AsyncGenerator, Awaitable
 from contextlib import aclosing
 
+from tornado.http1connection import HTTP1Connection
 from tornado.httputil import HTTPHeaders
 from tornado.ioloop import IOLoop
 from tornado.util import ObjectDict
@@ -154,6 +155,9 @@ class Socket(BaseHandler, WebSocketHandler):
         """Drop what only the HTTP exchange needed: the request's headers and the handler's
         response state and template helpers (a kilobyte or two per idle connection)."""
         self.request.headers = _NO_HEADERS
+        if isinstance(self.request.connection, HTTP1Connection):  # it keeps its own reference
+            self.request.connection._request_headers = _NO_HEADERS
+        self.request.arguments = self.request.query_arguments = self.request.body_arguments = {}
         self._headers = _NO_HEADERS
         self.ui = _NO_UI
 
