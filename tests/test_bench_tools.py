@@ -223,3 +223,29 @@ def test_prefill_spec_key_changes_with_the_spec() -> None:
     """The cache key names one spec (and one schema): another spec gets another file."""
     assert PrefillSpec().key() == PrefillSpec().key()
     assert PrefillSpec(messages=10).key() != PrefillSpec(messages=11).key()
+
+
+def test_storecost_measures_each_variant_it_names(capsys) -> None:
+    """The write-path cost tool appends through the store and reports one row per variant."""
+    from bench import storecost
+
+    assert (
+        storecost.main(
+            [
+                "--batches",
+                "2",
+                "--batch",
+                "20",
+                "--runs",
+                "1",
+                "--variants",
+                "baseline",
+                "no_fts",
+                "rooms_100",
+            ]
+        )
+        == 0
+    )
+    table = capsys.readouterr().out
+    for variant in ("baseline", "no_fts", "rooms_100"):
+        assert f"| {variant} |" in table
