@@ -248,3 +248,30 @@ async def test_joiners_of_an_active_room_get_its_newest_page_from_memory(store):
     finally:
         await service.drain()
         await service.close()
+
+
+@pytest.mark.parametrize("stored", [0, 5, 50, 60])
+async def test_the_first_joiner_of_a_quiet_room_fills_memory_for_the_next(store, stored):
+    """Without live traffic too (an empty room, one smaller than a page, one larger), only
+    the first joiner reads the store; the next get the same page from memory."""
+    counting = CountingStore(store._engine)
+    hub = Hub()
+    service = ChatService(counting, hub, LocalBroker(hub.deliver), Metrics(), Admission())
+    service.start()
+    try:
+        await fill(store, stored)
+        await join(service, FakeConnection("c1", ALICE))
+        reads = CountingStore.latest_reads
+        later = FakeConnection("c2", BOB)
+        await join(service, later)
+        assert CountingStore.latest_reads == reads
+        [page] = later.pages
+        expected = await store.latest("general", 50)
+        assert (page.messages, page.has_more, page.pruned_before) == (
+            expected.messages,
+            expected.has_more,
+            expected.pruned_before,
+        )
+    finally:
+        await service.drain()
+        await service.close()

@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from chatapp.core.roster import Roster
 from chatapp.limits import DEFAULT_HISTORY_LIMIT
 from chatapp.model import (
     Event,
@@ -106,16 +107,39 @@ class _Room:
     typed_at: dict[Member, float] = field(default_factory=dict)
     #: The newest messages delivered, contiguous up to ``last_seq`` (empty until known).
     tail: deque[StoredMessage] = field(default_factory=lambda: deque(maxlen=TAIL))
+    #: The users of the present members (see ``is_present``), in name order.
+    roster: Roster = field(default_factory=Roster)
+    #: The presence event for the roster as it stands, encoded once; None once it changed.
+    presence: Delivery | None = None
 
-    def present(self) -> list[Member]:
-        """Members that have been sent some history: a joiner is listed once it has the room."""
-        joined = [m for m, cursor in self.joining.items() if cursor is not None]
-        return [*self.live, *self.filtering, *self.behind, *joined]
+    def is_present(self, member: Member) -> bool:
+        """Whether the member has been sent some history: a joiner is listed once it has
+        the room."""
+        return (
+            member in self.live
+            or member in self.filtering
+            or member in self.behind
+            or self.joining.get(member) is not None
+        )
+
+    def present_count(self) -> int:
+        joined = sum(1 for cursor in self.joining.values() if cursor is not None)
+        return len(self.live) + len(self.filtering) + len(self.behind) + joined
+
+    def history_sent(self, member: Member, cursor: int) -> None:
+        """The joining member has been sent the room up to ``cursor``: it is present now."""
+        if self.joining[member] is None:
+            self.roster.add(member.user)
+            self.presence = None
+        self.joining[member] = cursor
 
     def has_members(self) -> bool:
         return bool(self.live or self.filtering or self.joining or self.behind)
 
     def drop(self, member: Member) -> None:
+        if self.is_present(member):
+            self.roster.remove(member.user)
+            self.presence = None
         self.live.pop(member, None)
         self.filtering.pop(member, None)
         self.joining.pop(member, None)
@@ -170,12 +194,16 @@ class Hub:
         return state is not None and state.last_seq is not None
 
     def recent(self, room: str, count: int) -> list[StoredMessage] | None:
-        """The room's ``count`` newest delivered messages, from memory, or None when this
-        hub does not hold that many (a joiner then reads them from the store)."""
+        """The room's ``count`` newest delivered messages from memory, fewer when memory holds
+        the room's every message (from seq 1, or none at all), else None (a joiner then reads
+        them from the store)."""
         state = self._rooms.get(room)
-        if state is None or len(state.tail) < count:
+        if state is None:
             return None
-        return list(itertools.islice(state.tail, len(state.tail) - count, None))
+        whole_room = state.last_seq == 0 or (state.tail and state.tail[0].seq == 1)
+        if len(state.tail) < count and not whole_room:
+            return None
+        return list(itertools.islice(state.tail, max(0, len(state.tail) - count), None))
 
     def remember(self, room: str, messages: Sequence[StoredMessage]) -> None:
         """Messages read from the store that end where delivery stands: they start the room's
@@ -215,7 +243,7 @@ class Hub:
         """
         state = self._rooms.get(room)
         if state is not None and member in state.joining:
-            state.joining[member] = seq
+            state.history_sent(member, seq)
         elif state is not None and member in state.behind:
             state.behind[member] = seq
         else:
@@ -228,7 +256,7 @@ class Hub:
             state.live[member] = None
         else:
             state.filtering[member] = seq
-        self._push(member, state, [self._presence_event(state)])
+        member.push(self._presence(state))
         self._presence_changed(state)
         return True
 
@@ -274,13 +302,13 @@ class Hub:
 
     def occupancy(self) -> dict[str, int]:
         """How many connections are present in each room of this process that has any."""
-        counts = {name: len(state.present()) for name, state in self._rooms.items()}
+        counts = {name: state.present_count() for name, state in self._rooms.items()}
         return {name: count for name, count in counts.items() if count}
 
     def presence(self, room: str) -> list[User]:
         """Distinct users present in the room, sorted by name."""
         state = self._rooms.get(room)
-        return _distinct_users(state.present()) if state is not None else []
+        return list(state.roster.first(len(state.roster))) if state is not None else []
 
     # --- delivery ------------------------------------------------------------
 
@@ -367,9 +395,6 @@ class Hub:
         state.filtering.pop(member, None)
         state.behind[member] = cursor
 
-    def _push(self, member: Member, state: _Room, events: list[RoomEvent]) -> None:
-        member.push(Delivery(state.name, events))
-
     # --- presence ------------------------------------------------------------
 
     def _presence_changed(self, state: _Room) -> None:
@@ -382,18 +407,17 @@ class Hub:
 
     def _send_presence(self, state: _Room) -> None:
         state.presence_timer = None
-        delivery = Delivery(state.name, [self._presence_event(state)])
+        delivery = self._presence(state)
         for member in (*state.live, *state.filtering):
             member.push(delivery)  # a full backlog misses it; it gets presence when live again
 
-    def _presence_event(self, state: _Room) -> PresenceEvent:
-        users = _distinct_users(state.present())
-        return PresenceEvent(state.name, tuple(users[:PRESENCE_MAX_USERS]), len(users))
-
-
-def _distinct_users(members: Iterable[Member]) -> list[User]:
-    users = {m.user.id: m.user for m in members}
-    return sorted(users.values(), key=lambda u: (u.name.casefold(), u.id))
+    def _presence(self, state: _Room) -> Delivery:
+        """The room's presence as it stands: one delivery, encoded once for all who get it."""
+        if state.presence is None:
+            roster = state.roster
+            event = PresenceEvent(state.name, roster.first(PRESENCE_MAX_USERS), len(roster))
+            state.presence = Delivery(state.name, [event])
+        return state.presence
 
 
 def _at_or_below(event: RoomEvent, floor: int) -> bool:

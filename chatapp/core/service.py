@@ -177,8 +177,10 @@ class ChatService:
         if since is None or since > head or head - since > MAX_REPLAY:
             page = self._newest_in_memory(room, size)
             if page is None:
-                page = await self._store.latest(room, size)
-                self._hub.remember(room, page.messages)
+                # One more than the page: the tail it starts can then serve the next joiners.
+                stored = await self._store.latest(room, size + 1)
+                self._hub.remember(room, stored.messages)
+                page = _newest(stored, size)
             yield page, page.messages[-1].seq if page.messages else (page.pruned_before or 1) - 1
             return
         cursor = since
@@ -197,13 +199,18 @@ class ChatService:
 
     def _newest_in_memory(self, room: str, size: int) -> Page | None:
         """The newest page from the hub's tail of the room, when it holds one more message
-        than the page (so older ones exist) and retention cannot have deleted that one."""
+        than the page (so older ones exist) or the whole room, and retention cannot have
+        deleted the oldest of them."""
         recent = self._hub.recent(room, size + 1)
         if recent is None:
             return None
-        if self._retention is not None and not self._retention.keeps(recent[0].created_at):
+        if (
+            recent
+            and self._retention is not None
+            and not self._retention.keeps(recent[0].created_at)
+        ):
             return None
-        return Page(recent[1:], has_more=True)
+        return _newest(Page(recent, has_more=False), size)
 
     async def catch_up(self, conn: Connection) -> AsyncGenerator[Delivery, None]:
         """What the member missed while its backlog was full, room by room, until it is live
@@ -349,3 +356,10 @@ class ChatService:
         task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _newest(page: Page, size: int) -> Page:
+    """The newest ``size`` messages of a page read one longer to learn whether older exist."""
+    if len(page.messages) <= size:
+        return page
+    return Page(page.messages[-size:], has_more=True)

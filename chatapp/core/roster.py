@@ -1,0 +1,58 @@
+"""Who is present in one room, kept sorted by name as members come and go.
+
+A ``presence`` frame lists the first users by name and the total. Sorting
+every member on each change made a burst of N joins cost N sorts of N; the
+roster keeps distinct users in order instead (a binary search and a list
+insert per change), so a presence event is a slice.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+
+from chatapp.model import User
+
+
+@dataclass(slots=True)
+class _Entry:
+    key: tuple[str, str]  # (name as people sort it, id): its place in the order
+    user: User  # as its first present connection named it
+    connections: int
+
+
+class Roster:
+    """Distinct present users of a room, counted by connection; ``first(n)`` in name order."""
+
+    __slots__ = ("_entries", "_order")
+
+    def __init__(self) -> None:
+        self._entries: dict[str, _Entry] = {}  # by user id
+        self._order: list[tuple[str, str]] = []  # the entries' keys, sorted
+
+    def add(self, user: User) -> None:
+        """One more connection of ``user`` is present."""
+        entry = self._entries.get(user.id)
+        if entry is not None:
+            entry.connections += 1
+            return
+        entry = self._entries[user.id] = _Entry((user.name.casefold(), user.id), user, 1)
+        bisect.insort(self._order, entry.key)
+
+    def remove(self, user: User) -> None:
+        """One connection of ``user`` is no longer present."""
+        entry = self._entries.get(user.id)
+        if entry is None:
+            return
+        entry.connections -= 1
+        if entry.connections:
+            return
+        del self._entries[user.id]
+        del self._order[bisect.bisect_left(self._order, entry.key)]
+
+    def first(self, count: int) -> tuple[User, ...]:
+        """The first ``count`` users in name order."""
+        return tuple(self._entries[user_id].user for _, user_id in self._order[:count])
+
+    def __len__(self) -> int:
+        return len(self._order)
