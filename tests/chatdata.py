@@ -9,28 +9,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from chatapp.model import NewMessage, StoredMessage, User
+from factories import ALICE, BOB
+
+from chatapp.model import NewMessage
 from chatapp.store.engine import open_store
-
-ALICE = User(id="u-alice", name="Alice")
-BOB = User(id="u-bob", name="Bob")
-#: A fixed instant for messages whose time does not matter.
-T0 = datetime(2026, 11, 26, 12, 0, 0, 123456, tzinfo=UTC)
-
-
-def msg(
-    room: str = "general",
-    body: str = "hi",
-    user: User = ALICE,
-    client_id: str | None = None,
-    at: datetime = T0,
-) -> NewMessage:
-    """A message to append, with defaults for everything a test does not care about."""
-    return NewMessage(room=room, user=user, text=body, client_id=client_id, created_at=at)
-
-
-def seqs(messages: list[StoredMessage]) -> list[int]:
-    return [m.seq for m in messages]
 
 
 def at(text: str) -> datetime:

@@ -1,15 +1,28 @@
-"""One home for the tests' sample values: users, messages, secrets and tokens, frames."""
+"""One home for the tests' sample values and their one time unit: users, messages, secrets and
+tokens, frames, and ``TICK`` with ``eventually`` for waiting on what a test expects."""
 
 from __future__ import annotations
 
+import asyncio
+import inspect
+import os
 import struct
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import jwt
 
 from chatapp.model import MessageEvent, NewMessage, StoredMessage, User
+
+_T = TypeVar("_T")
+
+#: The tests' one time unit in seconds; every wait is a multiple of it. A slow or loaded
+#: machine stretches them all at once with CHATAPP_TEST_TICK (say 0.3).
+TICK = float(os.environ.get("CHATAPP_TEST_TICK", "0.1"))
+#: How long a test waits for something it expects before it fails.
+PATIENCE = 50 * TICK
 
 ALICE = User(id="u-alice", name="Alice")
 BOB = User(id="u-bob", name="Bob")
@@ -21,9 +34,11 @@ SECRET = "a-test-secret-long-enough-for-hs256-keys"
 
 
 def token(key: object = SECRET, algorithm: str = "HS256", **claims: Any) -> str:
-    """A JWT for ``sub`` (default "u-alice") that expires in an hour unless ``claims`` say."""
-    body: dict[str, Any] = {"sub": "u-alice", "exp": int(time.time()) + 3600} | claims
-    return jwt.encode(body, key, algorithm=algorithm)  # type: ignore[arg-type]
+    """A JWT for ALICE that expires in an hour, unless ``claims`` say otherwise; a claim
+    given as None is left out (``exp=None``: a token without ``exp``)."""
+    body = {"sub": ALICE.id, "name": ALICE.name, "exp": int(time.time()) + 3600} | claims
+    present = {name: value for name, value in body.items() if value is not None}
+    return jwt.encode(present, key, algorithm=algorithm)  # type: ignore[arg-type]
 
 
 def stored(
@@ -33,9 +48,10 @@ def stored(
     text: str | None = None,
     client_id: str | None = None,
 ) -> StoredMessage:
-    """A committed message: id = seq, created ``seq`` seconds after T0."""
+    """A committed message: id = 10 + seq (an id unlike its seq, so that mixing them up
+    shows), created ``seq`` seconds after T0."""
     return StoredMessage(
-        id=seq,
+        id=10 + seq,
         room=room,
         seq=seq,
         user=user,
@@ -51,12 +67,21 @@ def event(seq: int, origin: str = "c-other", user: User = BOB, room: str = "gene
 
 
 def new(
-    text: str, client_id: str | None = None, room: str = "general", user: User = ALICE
+    text: str = "hi",
+    *,
+    room: str = "general",
+    user: User = ALICE,
+    client_id: str | None = None,
+    at: datetime | None = None,
 ) -> NewMessage:
-    """A message as a client sends it, not stored yet."""
-    return NewMessage(
-        room=room, user=user, text=text, client_id=client_id, created_at=datetime.now(UTC)
-    )
+    """A message not stored yet, written at ``at`` or, as the server writes them, now (to
+    the microsecond: the store tells messages without a client_id apart by it)."""
+    created_at = datetime.now(UTC) if at is None else at
+    return NewMessage(room=room, user=user, text=text, client_id=client_id, created_at=created_at)
+
+
+def seqs(messages: Sequence[StoredMessage]) -> list[int]:
+    return [m.seq for m in messages]
 
 
 def dialect_of(url: str) -> str:
@@ -84,3 +109,21 @@ def decode_frames(data: bytes) -> list[str]:
         pos += size
     assert pos == len(data), "truncated frame"
     return payloads
+
+
+async def eventually(
+    check: Callable[[], _T | Awaitable[_T]], what: str, within: float = PATIENCE
+) -> _T:
+    """Ask ``check`` every fifth of a TICK until it answers something true, and return that;
+    fail naming ``what`` after ``within`` seconds. Waiting for the outcome, not a fixed time,
+    keeps a test quick on an idle machine and right on a loaded one."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        answer = check()
+        if inspect.isawaitable(answer):
+            answer = await answer
+        if answer:
+            return answer  # type: ignore[return-value]
+        assert loop.time() < deadline, f"{what}: still not so after {within:.1f} s ({answer!r})"
+        await asyncio.sleep(TICK / 5)

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import jwt
 import pytest
 from chatpage import (
     NOTIFICATION_SPY,
@@ -32,6 +31,7 @@ from chatpage import (
     stored_texts,
 )
 from conftest import connect_json, post
+from factories import SECRET, token
 from playwright.async_api import Browser, Page, Route, WebSocketRoute, async_playwright, expect
 from procs import Server, spawn_chatapp, wait_ready
 from tornado.ioloop import IOLoop
@@ -42,7 +42,6 @@ from chatapp.auth.tokens import mint_token
 
 OpenChat = Callable[..., Awaitable[ChatPage]]
 DOCS = Path(__file__).resolve().parent.parent / "docs"
-SECRET = "a-test-secret-that-is-long-enough-for-hs256"
 
 
 @pytest.fixture
@@ -1155,7 +1154,7 @@ async def test_a_refused_token_is_explained_cleared_and_where_tokens_come_from_i
     await expect(page.locator("#token-help")).to_contain_text("python -m chatapp token")
     message, field = page.locator("#sign-in-message"), page.locator("#token")
 
-    expired = jwt.encode({"sub": "alice", "exp": int(time.time()) - 60}, SECRET, "HS256")
+    expired = token(sub="alice", exp=int(time.time()) - 60)
     await chat.sign_in_with_token(expired)
     await expect(message).to_have_text("That token has expired. Please get a new one.")
     await expect(field).to_have_value("")

@@ -7,14 +7,13 @@ import re
 import socket
 import sqlite3
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
-import jwt
 import pytest
 from conftest import Client, open_client
+from factories import SECRET, token
 from procs import JWT_ENV, assert_startup_error, run_chatapp, run_chatapp_async
 from tornado.httpclient import HTTPClientError
 
@@ -23,7 +22,6 @@ from chatapp.settings import Settings
 
 #: Concurrent starts for failures that show up only in some runs.
 RACE_RUNS = 8
-SECRET = "a-test-secret-long-enough-for-hs256-keys"
 
 
 def assert_usage_error(result: subprocess.CompletedProcess[str], option: str) -> None:
@@ -219,12 +217,8 @@ async def test_jwt_secret_from_environment_refuses_connection_without_token(laun
 async def test_jwt_secret_from_environment_verifies_tokens(launch):
     """With CHATAPP_JWT_SECRET set, a token signed with it is accepted as its user."""
     server = await launch(env={JWT_ENV: SECRET})
-    token = jwt.encode(
-        {"sub": "u-42", "name": "Ada", "exp": int(time.time()) + 600}, SECRET, "HS256"
-    )
-    client = Client(
-        await open_client(f"{server.ws_url}/ws", headers={"Authorization": f"Bearer {token}"})
-    )
+    bearer = {"Authorization": f"Bearer {token(sub='u-42', name='Ada')}"}
+    client = Client(await open_client(f"{server.ws_url}/ws", headers=bearer))
     hello = await client.expect("hello")
     assert hello["user"] == {"id": "u-42", "name": "Ada"}
     client.close()

@@ -13,14 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from alembic.script import ScriptDirectory
 from conftest import Client, connect_json, post
-from procs import REPO, Launch, Server, rows_in
+from procs import Launch, Server, rows_in
+from revisions import head_revision
 from tornado.httpclient import AsyncHTTPClient
 from tornado.websocket import WebSocketClosedError
 
 #: CLI args of every server here: bursts of messages must not hit the rate limit.
 UNLIMITED = ("--rate-limit", "0")
+#: The schema revision a database is stamped with.
+STAMP = "SELECT version_num FROM alembic_version"
 
 
 async def stored_messages(server: Server, room: str = "general") -> list[dict[str, Any]]:
@@ -207,17 +209,11 @@ async def test_since_resume_across_restart_delivers_exactly_the_missed_messages(
 # --- migrations ------------------------------------------------------------------------
 
 
-def alembic_head() -> str:
-    heads = ScriptDirectory(str(REPO / "migrations")).get_heads()
-    assert len(heads) == 1, f"migrations must have one head, not {heads}"
-    return heads[0]
-
-
 async def test_fresh_data_dir_gets_database_at_alembic_head(launch, tmp_path):
     """A new data dir (created on start) gets chat.db stamped with the newest revision."""
     server = await launch(tmp_path / "new" / "nested" / "data", *UNLIMITED)
     assert await server.stop() == 0
-    assert rows_in(server.db_path, "SELECT version_num FROM alembic_version") == [(alembic_head(),)]
+    assert rows_in(server.db_path, STAMP) == [(head_revision(),)]
     tables = {name for (name,) in rows_in(server.db_path, "SELECT name FROM sqlite_master")}
     assert {"rooms", "messages"} <= tables
 
@@ -235,4 +231,4 @@ async def test_existing_database_is_reopened_with_data_intact(launch, tmp_path):
     second = await launch(tmp_path / "data", *UNLIMITED)
     assert await stored_messages(second) == before
     assert len(before) == 5
-    assert rows_in(second.db_path, "SELECT version_num FROM alembic_version") == [(alembic_head(),)]
+    assert rows_in(second.db_path, STAMP) == [(head_revision(),)]

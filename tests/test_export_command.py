@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from chatdata import GENERAL_ON_26TH, T0, msg
+from chatdata import GENERAL_ON_26TH
+from factories import T0, new
 from procs import RUN_TIMEOUT, chatapp_env, run_chatapp
 from sqlalchemy import text
 
@@ -125,14 +126,14 @@ def test_a_missing_database_is_an_error_and_is_not_created(tmp_path: Path):
 
 async def test_an_export_reads_one_snapshot_chunk_by_chunk(store, db_url):
     """Messages arrive in seq order across chunk boundaries; later commits are not mixed in."""
-    await store.append([msg("general", f"m{i}") for i in range(1, 8)])
+    await store.append([new(f"m{i}") for i in range(1, 8)])
     database = await ReadOnlyDatabase.open(db_url)
     seen = []
     try:
         async for message in database.export("general", chunk=3):
             seen.append(message.seq)
             if len(seen) == 1:
-                await store.append([msg("general", "late")])
+                await store.append([new("late")])
     finally:
         await database.close()
     assert seen == [1, 2, 3, 4, 5, 6, 7]

@@ -9,8 +9,8 @@ from contextlib import closing
 from datetime import timedelta
 
 import pytest
-from chatdata import T0, msg
 from conftest import connect_json, post
+from factories import SECRET, T0, new
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 from chatapp.auth.tokens import MAX_NAME_CHARS, mint_token
@@ -28,8 +28,6 @@ from chatapp.limits import (
     ROOM_NAME_PATTERN,
 )
 from chatapp.model import RoomActivity
-
-SECRET = "a-test-secret-that-is-long-enough-for-hs256"
 
 
 async def get_json(url: str, headers: dict[str, str] | None = None) -> dict:
@@ -128,9 +126,11 @@ async def test_metrics_count_traffic_errors_batches_and_latency(ws_url, http_url
 
 async def test_room_activity_lists_rooms_by_newest_message(store):
     """One query gives each room's newest seq and time, the most recently active first."""
-    await store.append([msg("old", "a", at=T0), msg("old", "b", at=T0 + timedelta(minutes=1))])
-    await store.append([msg("new", "c", at=T0 + timedelta(hours=1))])
-    await store.append([msg("gone", "d", at=T0 + timedelta(hours=2))])
+    await store.append(
+        [new("a", room="old", at=T0), new("b", room="old", at=T0 + timedelta(minutes=1))]
+    )
+    await store.append([new("c", room="new", at=T0 + timedelta(hours=1))])
+    await store.append([new("d", room="gone", at=T0 + timedelta(hours=2))])
     assert await store.prune("gone", T0 + timedelta(days=1), 10) == 1
     assert await store.room_activity() == [
         RoomActivity("new", 1, T0 + timedelta(hours=1)),

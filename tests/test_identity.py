@@ -20,18 +20,12 @@ import pytest
 from conftest import Client, connect_json, open_client, post
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from factories import ALICE, SECRET, token
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPResponse
 
 from chatapp.errors import ConfigError
 from chatapp.server import build
 from chatapp.settings import Settings
-
-SECRET = "test-secret-that-is-long-enough-for-hs256"
-
-
-def token(key: object = SECRET, algorithm: str = "HS256", **claims: object) -> str:
-    body = {"sub": "u-1", "name": "Ada", "exp": int(time.time()) + 60, **claims}
-    return jwt.encode({k: v for k, v in body.items() if v is not None}, key, algorithm=algorithm)
 
 
 def forged(header: dict, claims: dict, key: bytes = b"") -> str:
@@ -95,7 +89,7 @@ async def test_token_is_accepted_from_header_query_and_cookie(ws_url):
         ("", {"Cookie": f"chatapp_token={value}"}),
     ):
         _, hello, _ = await connect_json(ws_url, query, headers)
-        assert hello["user"] == {"id": "u-1", "name": "Ada"}
+        assert hello["user"] == {"id": ALICE.id, "name": ALICE.name}
 
 
 async def test_name_falls_back_to_sub(ws_url):
@@ -116,7 +110,7 @@ async def test_issuer_and_audience_are_enforced_when_configured(serve):
     url = f"ws://127.0.0.1:{port}/ws?token="
     good = token(iss="https://id.example", aud="chat")
     _, hello, _ = await connect_json(f"ws://127.0.0.1:{port}", f"?token={good}")
-    assert hello["user"]["id"] == "u-1"
+    assert hello["user"]["id"] == ALICE.id
     for bad, reason in (
         (token(iss="https://evil.example", aud="chat"), "issuer"),
         (token(iss="https://id.example", aud="other"), "audience"),
@@ -144,8 +138,8 @@ async def test_rs256_tokens_verify_with_a_public_key_and_hs256_confusion_is_refu
     port = await serve(jwt_secret=None, jwt_public_key=key_file)
     base = f"ws://127.0.0.1:{port}"
     _, hello, _ = await connect_json(base, f"?token={token(private, 'RS256')}")
-    assert hello["user"]["id"] == "u-1"
-    confused = forged({"alg": "HS256", "typ": "JWT"}, {"sub": "u-1", "exp": 2**31}, pem)
+    assert hello["user"]["id"] == ALICE.id
+    confused = forged({"alg": "HS256", "typ": "JWT"}, {"sub": ALICE.id, "exp": 2**31}, pem)
     code, body = await refused(f"{base}/ws?token={confused}")
     assert code == 401 and "algorithm" in body["reason"]
 
@@ -161,7 +155,7 @@ async def test_es256_tokens_verify_with_an_ec_public_key(serve, tmp_path):
     )
     port = await serve(jwt_secret=None, jwt_public_key=key_file)
     _, hello, _ = await connect_json(f"ws://127.0.0.1:{port}", f"?token={token(private, 'ES256')}")
-    assert hello["user"]["name"] == "Ada"
+    assert hello["user"]["name"] == ALICE.name
 
 
 async def test_a_weak_secret_is_refused_at_startup(tmp_path):
@@ -182,7 +176,7 @@ async def test_user_fields_in_frames_are_ignored(ws_url):
     client, _, _ = await connect_json(ws_url, f"?token={token()}")
     spoof = {"id": "admin", "name": "Admin"}
     await client.send({"type": "message", "room": "general", "text": "hi", "user": spoof})
-    assert (await client.expect("message"))["user"] == {"id": "u-1", "name": "Ada"}
+    assert (await client.expect("message"))["user"] == {"id": ALICE.id, "name": ALICE.name}
 
 
 async def test_tokens_never_appear_in_logs(ws_url, caplog):
@@ -321,11 +315,11 @@ async def test_a_session_is_opened_with_a_valid_token_and_closed_again(http_url,
     response = await client.fetch(
         f"{http_url}/api/session", method="POST", body=json.dumps({"token": f" {pasted} "})
     )
-    assert json.loads(response.body)["user"] == {"id": "u-1", "name": "Ada"}
+    assert json.loads(response.body)["user"] == {"id": ALICE.id, "name": ALICE.name}
     cookie = cookie_of(response)
     assert cookie["value"] == pasted and "httponly" in cookie and cookie["samesite"] == "Strict"
     _, hello, _ = await connect_json(ws_url, "", {"Cookie": f"chatapp_token={cookie['value']}"})
-    assert hello["user"]["id"] == "u-1"
+    assert hello["user"]["id"] == ALICE.id
 
     response = await client.fetch(f"{http_url}/api/session", method="DELETE")
     assert response.code == 204

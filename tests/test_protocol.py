@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 
 import pytest
 
@@ -18,25 +17,6 @@ from chatapp.core.protocol import (
 )
 from chatapp.errors import ErrorCode, RequestError
 from chatapp.limits import MAX_CLIENT_ID_CHARS, MAX_HISTORY_LIMIT, MAX_TEXT_CHARS
-from chatapp.model import StoredMessage, User
-
-ALICE = User(id="u1", name="Alice")
-BOB = User(id="u2", name="Bob")
-NOON = datetime(2026, 11, 26, 12, 0, 0, 123456, tzinfo=UTC)
-
-
-def stored(
-    seq: int = 1, text: str = "hi", client_id: str | None = None, user: User = ALICE
-) -> StoredMessage:
-    return StoredMessage(
-        id=10 + seq,
-        room="general",
-        seq=seq,
-        user=user,
-        text=text,
-        created_at=NOON,
-        client_id=client_id,
-    )
 
 
 def rejected(raw: str | bytes) -> RequestError:

@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from chatdata import T0, msg, seqs
 from conftest import connect_json, post
+from factories import T0, new, seqs
 from sqlalchemy import text
 from tornado.httpclient import AsyncHTTPClient
 
@@ -32,7 +32,7 @@ DAY = timedelta(days=1)
 
 async def aged(store: SqlStore, room: str, *days_old: float) -> None:
     """Store one message per entry, created that many days before T0, in that order."""
-    await store.append([msg(room, f"{room}-{d}", at=T0 - d * DAY) for d in days_old])
+    await store.append([new(f"{room}-{d}", room=room, at=T0 - d * DAY) for d in days_old])
 
 
 async def last_seq(db_url: str, room: str) -> int:
@@ -82,7 +82,7 @@ async def test_seq_continues_after_pruning_everything(store, db_url):
     await aged(store, "general", 9, 8, 7)
     await store.prune("general", T0, 10)
     assert await last_seq(db_url, "general") == 3
-    [result] = await store.append([msg("general", "after")])
+    [result] = await store.append([new("after")])
     assert result.message.seq == 4
 
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from urllib.parse import urlencode
 
-import jwt
 import pytest
-from chatdata import ALICE, BOB, T0, msg, populate
+from chatdata import populate
+from factories import ALICE, BOB, SECRET, T0, new, token
 from revisions import migrate_to
 from sqlalchemy import text
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
@@ -22,8 +21,6 @@ from chatapp.store.search import statement as search_statement
 from chatapp.store.sql import SqlStore
 
 #: Fresh databases on both backends, as in the store tests.
-
-SECRET = "test-secret-that-is-long-enough-for-hs256"
 
 
 async def found(store: SqlStore, query: str, rooms: list[str] | None = None, limit: int = 20):
@@ -53,7 +50,7 @@ def test_fts5_query_quotes_every_word():
 
 async def test_search_finds_messages_containing_every_word(store):
     """Only messages holding all the words match, whatever their case."""
-    await store.append([msg(body="Hello world"), msg(body="hello there"), msg(body="world peace")])
+    await store.append([new("Hello world"), new("hello there"), new("world peace")])
     assert await found(store, "WORLD hello") == [("general", 1)]
     assert sorted(await found(store, "hello")) == [("general", 1), ("general", 2)]
 
@@ -62,9 +59,9 @@ async def test_search_ranks_better_matches_first(store):
     """A message that repeats the word outranks an older and a newer one that mentions it once."""
     await store.append(
         [
-            msg(body="deploy notes for the week"),
-            msg(body="deploy deploy deploy"),
-            msg(body="one more deploy remark"),
+            new("deploy notes for the week"),
+            new("deploy deploy deploy"),
+            new("one more deploy remark"),
         ]
     )
     hits = await store.search("deploy", None, 10)
@@ -74,7 +71,7 @@ async def test_search_ranks_better_matches_first(store):
 
 async def test_search_hits_carry_the_whole_message(store):
     """A hit is the stored message itself: room, seq, user, text and time."""
-    [stored] = await store.append([msg("lobby", "find me", user=BOB)])
+    [stored] = await store.append([new("find me", room="lobby", user=BOB)])
     [hit] = await store.search("find", None, 5)
     assert hit.message == stored.message
     assert isinstance(hit.score, float)
@@ -82,20 +79,22 @@ async def test_search_hits_carry_the_whole_message(store):
 
 async def test_search_is_limited_to_the_given_rooms(store):
     """``rooms`` restricts the hits; an empty list finds nothing."""
-    await store.append([msg("a", "shared word"), msg("b", "shared word"), msg("c", "shared")])
+    await store.append(
+        [new("shared word", room="a"), new("shared word", room="b"), new("shared", room="c")]
+    )
     assert sorted(await found(store, "shared", ["a", "c"])) == [("a", 1), ("c", 1)]
     assert await found(store, "shared", []) == []
 
 
 async def test_search_returns_at_most_limit_hits(store):
     """``limit`` caps the hits."""
-    await store.append([msg(body=f"repeat {i}") for i in range(7)])
+    await store.append([new(f"repeat {i}") for i in range(7)])
     assert len(await store.search("repeat", None, 3)) == 3
 
 
 async def test_count_matches_counts_every_match_beyond_the_limit(store):
     """The count covers every matching message, however few hits were asked for."""
-    await store.append([msg(body=f"deploy step {i}") for i in range(7)] + [msg(body="other")])
+    await store.append([new(f"deploy step {i}") for i in range(7)] + [new("other")])
     assert len(await store.search("deploy", None, 2)) == 2
     assert await store.count_matches("deploy", None, 100) == 7
     assert await store.count_matches("deplo*", None, 100) == 7
@@ -104,7 +103,7 @@ async def test_count_matches_counts_every_match_beyond_the_limit(store):
 
 async def test_count_matches_stops_at_its_bound_and_keeps_to_the_rooms(store):
     """``up_to`` bounds the count; ``rooms`` restricts it like the search; no words count 0."""
-    await store.append([msg("a", "shared") for _ in range(5)] + [msg("b", "shared")])
+    await store.append([new("shared", room="a") for _ in range(5)] + [new("shared", room="b")])
     assert await store.count_matches("shared", None, 3) == 3
     assert await store.count_matches("shared", ["b"], 100) == 1
     assert await store.count_matches("shared", [], 100) == 0
@@ -113,7 +112,7 @@ async def test_count_matches_stops_at_its_bound_and_keeps_to_the_rooms(store):
 
 async def test_a_word_ending_in_star_matches_as_a_prefix(store):
     """``deplo*`` finds deploy and deployment; ``deplo`` alone finds neither."""
-    await store.append([msg(body="deploy now"), msg(body="deployment done"), msg(body="other")])
+    await store.append([new("deploy now"), new("deployment done"), new("other")])
     assert sorted(await found(store, "deplo*")) == [("general", 1), ("general", 2)]
     assert await found(store, "deplo") == []
 
@@ -143,27 +142,27 @@ async def test_a_word_ending_in_star_matches_as_a_prefix(store):
 )
 async def test_query_syntax_is_taken_literally_and_never_fails(store, query):
     """Whatever people type is searched for as words, never parsed as query syntax."""
-    await store.append([msg(body="a OR b AND c NOT d o'neil back\\slash col:val")])
+    await store.append([new("a OR b AND c NOT d o'neil back\\slash col:val")])
     await store.search(query, None, 10)  # no exception is the point
 
 
 async def test_quotes_and_operators_inside_messages_are_found_as_words(store):
     """Words next to quotes and operator words match like any other."""
-    await store.append([msg(body='she said "banana" AND left'), msg(body="no fruit")])
+    await store.append([new('she said "banana" AND left'), new("no fruit")])
     assert await found(store, '"banana"') == [("general", 1)]
     assert await found(store, "AND") == [("general", 1)]
 
 
 async def test_a_query_without_words_finds_nothing(store):
     """Blank or star-only queries match nothing instead of everything."""
-    await store.append([msg(body="anything")])
+    await store.append([new("anything")])
     assert await found(store, "   ") == []
     assert await found(store, "***") == []
 
 
 async def test_search_follows_updates_and_deletes(store, db_url):
     """Changed text is found by its new words only; deleted messages are gone from search."""
-    await store.append([msg(body="original wording"), msg(body="to be removed")])
+    await store.append([new("original wording"), new("to be removed")])
     engine = create_engine(db_url)
     try:
         async with engine.begin() as conn:
@@ -178,7 +177,7 @@ async def test_search_follows_updates_and_deletes(store, db_url):
 
 async def test_pruned_messages_are_not_found(store):
     """Retention's deletes reach the search index too."""
-    await store.append([msg(body="old secret", at=T0), msg(body="new secret")])
+    await store.append([new("old secret", at=T0), new("new secret")])
     await store.prune("general", T0.replace(year=2030), 1)
     assert await found(store, "secret") == [("general", 2)]
 
@@ -193,7 +192,7 @@ def sqlite_url(tmp_path) -> str:
 
 async def test_search_ignores_accents(store):
     """``cafe`` finds ``café`` and ``CAFÉ`` finds ``cafe``, on either database."""
-    await store.append([msg(body="un café"), msg(body="the cafe"), msg(body="naïve cafés")])
+    await store.append([new("un café"), new("the cafe"), new("naïve cafés")])
     assert sorted(await found(store, "cafe")) == [("general", 1), ("general", 2)]
     assert sorted(await found(store, "CAFÉ")) == [("general", 1), ("general", 2)]
     assert sorted(await found(store, "cafe*")) == [("general", 1), ("general", 2), ("general", 3)]
@@ -202,7 +201,7 @@ async def test_search_ignores_accents(store):
 
 async def test_a_word_of_several_tokens_matches_as_a_phrase(store):
     """``o'neil`` finds the two parts side by side, not apart, as FTS5 takes a quoted word."""
-    await store.append([msg(body="ask o'neil"), msg(body="neil said o")])
+    await store.append([new("ask o'neil"), new("neil said o")])
     assert await found(store, "o'neil") == [("general", 1)]
 
 
@@ -327,8 +326,8 @@ async def test_search_endpoint_caps_the_count(http_url, settings):
     """Past SEARCH_COUNT_CAP matches the count stops there and says it was capped."""
     store = await open_store(settings.database_url)
     try:
-        await store.append([msg(body=f"flood {i}") for i in range(SEARCH_COUNT_CAP + 1)])
-        await store.append([msg(body="flood, the last one")])
+        await store.append([new(f"flood {i}") for i in range(SEARCH_COUNT_CAP + 1)])
+        await store.append([new("flood, the last one")])
     finally:
         await store.close()
     body = await get_search(http_url, q="flood")
@@ -379,17 +378,12 @@ async def test_search_endpoint_bad_parameters_get_400_with_a_reason(http_url, pa
     assert body["error"] == code and body["reason"]
 
 
-def _token(**claims: object) -> str:
-    body = {"sub": "u-reader", "name": "Reader", "exp": int(time.time()) + 60, **claims}
-    return jwt.encode(body, SECRET, algorithm="HS256")
-
-
 async def test_search_endpoint_keeps_to_the_rooms_a_token_allows(serve, settings):
     """A token limited to some rooms finds nothing elsewhere, and naming another room is 403."""
     port = await serve(jwt_secret=SECRET)
     await populate(settings.database_url)
     base = f"http://127.0.0.1:{port}"
-    limited = {"Authorization": f"Bearer {_token(rooms=['gen*'])}"}
+    limited = {"Authorization": f"Bearer {token(rooms=['gen*'])}"}
     body = await get_search(base, limited, q="hello")
     assert sorted((h["room"], h["seq"]) for h in body["hits"]) == [("general", 1), ("general", 2)]
     with pytest.raises(HTTPClientError) as caught:

@@ -15,9 +15,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from chatdata import ALICE, BOB, T0, msg, seqs
 from conftest import PG_HOST, PG_PORT, PG_USER
-from factories import dialect_of
+from factories import ALICE, BOB, T0, dialect_of, new, seqs
 from revisions import head_revision, migrate_to, revisions, stored_revision
 from sqlalchemy import insert, inspect, text
 from sqlalchemy.exc import IntegrityError
@@ -32,7 +31,7 @@ from chatapp.store.writes import statements_for
 
 async def fill(store: SqlStore, room: str, count: int) -> list[StoredMessage]:
     """Store ``count`` messages "m1".."mN" in ``room``, one batch."""
-    results = await store.append([msg(room, f"m{i}") for i in range(1, count + 1)])
+    results = await store.append([new(f"m{i}", room=room) for i in range(1, count + 1)])
     return [r.message for r in results]
 
 
@@ -42,10 +41,8 @@ async def fill(store: SqlStore, room: str, count: int) -> list[StoredMessage]:
 async def test_a_batch_with_a_client_id_stored_before_stays_gapless(store):
     """A resent client_id in the middle of a batch is answered with its original; the other
     messages get consecutive seqs, none lost to the skipped row."""
-    await store.append([msg(body="first", client_id="k1")])
-    results = await store.append(
-        [msg(body="a"), msg(body="again", client_id="k1"), msg(body="b", client_id="k2")]
-    )
+    await store.append([new("first", client_id="k1")])
+    results = await store.append([new("a"), new("again", client_id="k1"), new("b", client_id="k2")])
     assert [(r.message.text, r.message.seq, r.duplicate) for r in results] == [
         ("a", 2, False),
         ("first", 1, True),
@@ -62,7 +59,9 @@ async def test_concurrent_batches_over_the_same_rooms_in_opposite_orders_all_com
 
         async def write(store: SqlStore, rooms: list[str]) -> None:
             for i in range(20):
-                await store.append([msg(room, f"{room}{i}") for room in rooms for _ in range(3)])
+                await store.append(
+                    [new(f"{room}{i}", room=room) for room in rooms for _ in range(3)]
+                )
 
         await asyncio.gather(write(first, ["a", "b", "c"]), write(second, ["c", "b", "a"]))
         for room in ("a", "b", "c"):
@@ -78,7 +77,7 @@ async def test_looking_up_stored_client_ids_uses_the_unique_index(store, db_url)
     for start in range(0, 20_000, 1000):
         await store.append(
             [
-                msg(body="x", client_id=f"k{i}", user=User(f"u{i % 50}", "U"))
+                new("x", client_id=f"k{i}", user=User(f"u{i % 50}", "U"))
                 for i in range(start, start + 1000)
             ]
         )
@@ -113,16 +112,16 @@ async def test_looking_up_stored_client_ids_uses_the_unique_index(store, db_url)
 
 async def test_first_message_of_a_room_gets_seq_1(store):
     """A room's first stored message has seq 1."""
-    [result] = await store.append([msg("lobby", "first")])
+    [result] = await store.append([new("first", room="lobby")])
     assert result.message.seq == 1
     assert result.duplicate is False
 
 
 async def test_seq_is_gapless_per_room_across_batches_and_rooms(store):
     """Interleaved batches over two rooms give each room its own 1, 2, 3, ... sequence."""
-    await store.append([msg("a"), msg("b"), msg("a")])
-    await store.append([msg("b")])
-    await store.append([msg("a"), msg("a"), msg("b"), msg("c")])
+    await store.append([new(room="a"), new(room="b"), new(room="a")])
+    await store.append([new(room="b")])
+    await store.append([new(room="a"), new(room="a"), new(room="b"), new(room="c")])
     assert seqs((await store.latest("a", 50)).messages) == [1, 2, 3, 4]
     assert seqs((await store.latest("b", 50)).messages) == [1, 2, 3]
     assert seqs((await store.latest("c", 50)).messages) == [1]
@@ -130,7 +129,7 @@ async def test_seq_is_gapless_per_room_across_batches_and_rooms(store):
 
 async def test_batch_is_stored_in_order_and_results_match_input(store):
     """Results follow the input order, and the room reads back in that same order."""
-    batch = [msg("general", f"n{i}", user=ALICE if i % 2 else BOB) for i in range(10)]
+    batch = [new(f"n{i}", user=ALICE if i % 2 else BOB) for i in range(10)]
     results = await store.append(batch)
     assert [r.message.text for r in results] == [m.text for m in batch]
     assert seqs([r.message for r in results]) == list(range(1, 11))
@@ -141,8 +140,8 @@ async def test_batch_is_stored_in_order_and_results_match_input(store):
 
 async def test_ids_are_unique_and_increase_in_commit_order(store):
     """Message ids are distinct and grow with commit order, across rooms and batches."""
-    first = await store.append([msg("a"), msg("b")])
-    second = await store.append([msg("a")])
+    first = await store.append([new(room="a"), new(room="b")])
+    second = await store.append([new(room="a")])
     ids = [r.message.id for r in first + second]
     assert ids == sorted(ids)
     assert len(set(ids)) == 3
@@ -150,7 +149,7 @@ async def test_ids_are_unique_and_increase_in_commit_order(store):
 
 async def test_appended_message_reads_back_identically(store):
     """What append returns equals what a later read returns, field for field."""
-    [result] = await store.append([msg("general", "exact", client_id="c1")])
+    [result] = await store.append([new("exact", client_id="c1")])
     [read] = (await store.latest("general", 1)).messages
     assert read == result.message
     assert read.user == ALICE
@@ -168,9 +167,9 @@ async def test_failed_batch_stores_nothing_and_consumes_no_seq(store):
     """A batch that fails in the database is rolled back whole: no message, no seq used up."""
     broken = NewMessage(room="fresh", user=ALICE, text=None, client_id=None, created_at=T0)  # type: ignore[arg-type]
     with pytest.raises(IntegrityError):
-        await store.append([msg("fresh", "ok"), broken])
+        await store.append([new("ok", room="fresh"), broken])
     assert (await store.latest("fresh", 10)).messages == []
-    [result] = await store.append([msg("fresh", "after")])
+    [result] = await store.append([new("after", room="fresh")])
     assert result.message.seq == 1
 
 
@@ -179,8 +178,8 @@ async def test_failed_batch_stores_nothing_and_consumes_no_seq(store):
 
 async def test_resent_client_id_across_batches_returns_the_original_as_duplicate(store):
     """Resending a user's client_id later stores nothing and returns the original message."""
-    [original] = await store.append([msg("general", "hello", client_id="c1")])
-    [again] = await store.append([msg("general", "hello (retry)", client_id="c1")])
+    [original] = await store.append([new("hello", client_id="c1")])
+    [again] = await store.append([new("hello (retry)", client_id="c1")])
     assert again.duplicate is True
     assert again.message == original.message
     assert again.message.text == "hello"
@@ -189,8 +188,8 @@ async def test_resent_client_id_across_batches_returns_the_original_as_duplicate
 
 async def test_duplicate_does_not_consume_a_seq(store):
     """After a refused duplicate the next new message continues the sequence without a gap."""
-    await store.append([msg("general", "a", client_id="c1")])
-    results = await store.append([msg("general", "a", client_id="c1"), msg("general", "b")])
+    await store.append([new("a", client_id="c1")])
+    results = await store.append([new("a", client_id="c1"), new("b")])
     assert [r.duplicate for r in results] == [True, False]
     assert results[1].message.seq == 2
 
@@ -199,10 +198,10 @@ async def test_same_client_id_twice_in_one_batch_is_stored_once(store):
     """Within one batch the second copy of a client_id is the first one, marked duplicate."""
     results = await store.append(
         [
-            msg("general", "one", client_id="c1"),
-            msg("general", "two"),
-            msg("general", "one again", client_id="c1"),
-            msg("general", "three"),
+            new("one", client_id="c1"),
+            new("two"),
+            new("one again", client_id="c1"),
+            new("three"),
         ]
     )
     assert [r.duplicate for r in results] == [False, False, True, False]
@@ -214,18 +213,16 @@ async def test_same_client_id_twice_in_one_batch_is_stored_once(store):
 
 async def test_duplicate_in_batch_of_message_stored_earlier_returns_the_stored_original(store):
     """A batch repeating an earlier client_id twice yields the stored original both times."""
-    [original] = await store.append([msg("general", "orig", client_id="c1")])
-    results = await store.append(
-        [msg("general", "x", client_id="c1"), msg("general", "y", client_id="c1")]
-    )
+    [original] = await store.append([new("orig", client_id="c1")])
+    results = await store.append([new("x", client_id="c1"), new("y", client_id="c1")])
     assert [r.duplicate for r in results] == [True, True]
     assert results[0].message == results[1].message == original.message
 
 
 async def test_same_client_id_from_another_user_is_a_different_message(store):
     """client_id is scoped to the user: another user's equal client_id is stored anew."""
-    [mine] = await store.append([msg("general", "from alice", user=ALICE, client_id="c1")])
-    [theirs] = await store.append([msg("general", "from bob", user=BOB, client_id="c1")])
+    [mine] = await store.append([new("from alice", user=ALICE, client_id="c1")])
+    [theirs] = await store.append([new("from bob", user=BOB, client_id="c1")])
     assert theirs.duplicate is False
     assert theirs.message.id != mine.message.id
     assert theirs.message.seq == 2
@@ -235,7 +232,7 @@ async def test_same_client_id_from_another_user_is_a_different_message(store):
 async def test_same_client_id_from_two_users_in_one_batch_stores_both(store):
     """Two users using the same client_id in one batch each get their own message."""
     results = await store.append(
-        [msg(user=ALICE, client_id="same"), msg(user=BOB, client_id="same")]
+        [new(user=ALICE, client_id="same"), new(user=BOB, client_id="same")]
     )
     assert [r.duplicate for r in results] == [False, False]
     assert seqs([r.message for r in results]) == [1, 2]
@@ -243,16 +240,16 @@ async def test_same_client_id_from_two_users_in_one_batch_stores_both(store):
 
 async def test_messages_without_client_id_are_never_deduplicated(store):
     """Identical messages without client_id are each stored."""
-    results = await store.append([msg(body="same"), msg(body="same")])
-    results += await store.append([msg(body="same")])
+    results = await store.append([new("same"), new("same")])
+    results += await store.append([new("same")])
     assert [r.duplicate for r in results] == [False, False, False]
     assert len((await store.latest("general", 10)).messages) == 3
 
 
 async def test_client_id_is_deduplicated_across_rooms(store):
     """A user's client_id identifies one message: resent to another room, it is the original."""
-    [original] = await store.append([msg("a", client_id="c1")])
-    [again] = await store.append([msg("b", client_id="c1")])
+    [original] = await store.append([new(room="a", client_id="c1")])
+    [again] = await store.append([new(room="b", client_id="c1")])
     assert again.duplicate is True
     assert again.message == original.message
     assert (await store.latest("b", 10)).messages == []
@@ -365,7 +362,9 @@ async def test_after_far_beyond_any_seq_is_empty(store, huge):
 
 async def test_pages_never_mix_rooms(store):
     """latest, before and after only return messages of the room asked for."""
-    await store.append([msg("a", "a1"), msg("b", "b1"), msg("a", "a2"), msg("b", "b2")])
+    await store.append(
+        [new("a1", room="a"), new("b1", room="b"), new("a2", room="a"), new("b2", room="b")]
+    )
     assert [m.text for m in (await store.latest("a", 10)).messages] == ["a1", "a2"]
     assert [m.text for m in (await store.before("b", 3, 10)).messages] == ["b1", "b2"]
     assert [m.text for m in await store.after("a", 0, 10)] == ["a1", "a2"]
@@ -376,7 +375,7 @@ async def test_pages_never_mix_rooms(store):
 
 async def test_created_at_round_trips_as_timezone_aware_utc(store):
     """A UTC timestamp reads back as the same aware UTC datetime, microseconds included."""
-    await store.append([msg(at=T0)])
+    await store.append([new(at=T0)])
     [read] = (await store.latest("general", 1)).messages
     assert read.created_at == T0
     assert read.created_at.utcoffset() == timedelta(0)
@@ -386,7 +385,7 @@ async def test_created_at_round_trips_as_timezone_aware_utc(store):
 async def test_created_at_with_another_offset_reads_back_as_the_same_instant(store):
     """A timestamp given with a non-UTC offset is stored as the same instant, read back in UTC."""
     plus_two = datetime(2026, 11, 26, 14, 0, 0, tzinfo=timezone(timedelta(hours=2)))
-    [result] = await store.append([msg(at=plus_two)])
+    [result] = await store.append([new(at=plus_two)])
     [read] = (await store.latest("general", 1)).messages
     assert read.created_at == plus_two  # 12:00 UTC, not 14:00 UTC
     assert read.created_at.utcoffset() == timedelta(0)
@@ -398,7 +397,7 @@ async def test_created_at_with_another_offset_reads_back_as_the_same_instant(sto
 
 async def test_database_rejects_a_duplicate_room_seq(store, db_url):
     """The (room, seq) unique constraint lives in the database itself, not only in the code."""
-    await store.append([msg("general", "first")])
+    await store.append([new("first")])
     engine = create_engine(db_url)
     insert = text(
         "INSERT INTO messages (room, seq, user_id, user_name, text, created_at)"
@@ -416,7 +415,7 @@ async def test_database_rejects_a_duplicate_room_seq(store, db_url):
 
 async def test_database_rejects_a_duplicate_user_client_id(store, db_url):
     """The (user_id, client_id) unique constraint lives in the database itself."""
-    await store.append([msg("general", "first", client_id="c1")])
+    await store.append([new("first", client_id="c1")])
     engine = create_engine(db_url)
     insert = text(
         "INSERT INTO messages (room, seq, user_id, user_name, text, created_at, client_id)"
@@ -511,7 +510,7 @@ async def test_a_database_left_at_an_older_revision_upgrades_with_its_messages(d
             "archived farewell",
         ]
         assert [h.message.seq for h in await store.search("farewell", None, 10)] == [2]
-        [appended] = await store.append([msg("old", "new")])
+        [appended] = await store.append([new("new", room="old")])
         assert appended.message.seq == 3
     finally:
         await store.close()
@@ -523,7 +522,7 @@ async def test_reopening_a_populated_database_keeps_its_data_and_sequence(db_url
     first = await open_store(db_url)
     try:
         before = await first.append(
-            [msg("general", "one", client_id="c1"), msg("general", "two"), msg("other", "x")]
+            [new("one", client_id="c1"), new("two"), new("x", room="other")]
         )
     finally:
         await first.close()
@@ -532,9 +531,9 @@ async def test_reopening_a_populated_database_keeps_its_data_and_sequence(db_url
         kept = (await second.latest("general", 10)).messages
         assert kept == [r.message for r in before[:2]]
         assert (await second.latest("other", 10)).messages == [before[2].message]
-        [again] = await second.append([msg("general", "one", client_id="c1")])
+        [again] = await second.append([new("one", client_id="c1")])
         assert again.duplicate is True
-        [next_one] = await second.append([msg("general", "three")])
+        [next_one] = await second.append([new("three")])
         assert next_one.message.seq == 3
     finally:
         await second.close()

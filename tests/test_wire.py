@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
+
+from factories import ALICE, BOB, T0, stored
 
 from chatapp.errors import ErrorCode
-from chatapp.model import StoredMessage, User
 from chatapp.web.wire import (
     encode_ack,
     encode_error,
@@ -19,58 +20,40 @@ from chatapp.web.wire import (
     text_line,
 )
 
-ALICE = User(id="u1", name="Alice")
-BOB = User(id="u2", name="Bob")
-NOON = datetime(2026, 11, 26, 12, 0, 0, 123456, tzinfo=UTC)
-
-
-def stored(
-    seq: int = 1, text: str = "hi", client_id: str | None = None, user: User = ALICE
-) -> StoredMessage:
-    return StoredMessage(
-        id=10 + seq,
-        room="general",
-        seq=seq,
-        user=user,
-        text=text,
-        created_at=NOON,
-        client_id=client_id,
-    )
-
 
 def test_message_encodes_exact_fields_with_client_id():
     """A message frame has type, room, seq, id, user, text, ts and the client_id it came with."""
-    assert encode_message(stored(seq=3, text="hello", client_id="c1")) == (
+    assert encode_message(stored(3, user=ALICE, text="hello", client_id="c1")) == (
         '{"type":"message","room":"general","seq":3,"id":13,'
-        '"user":{"id":"u1","name":"Alice"},"text":"hello",'
-        '"ts":"2026-11-26T12:00:00.123456Z","client_id":"c1"}'
+        '"user":{"id":"u-alice","name":"Alice"},"text":"hello",'
+        '"ts":"2026-11-26T12:00:03.123456Z","client_id":"c1"}'
     )
 
 
 def test_message_without_client_id_omits_the_field():
     """A message sent without client_id is encoded without a client_id key."""
-    frame = json.loads(encode_message(stored(seq=1)))
+    frame = json.loads(encode_message(stored(1, text="hi")))
     assert frame == {
         "type": "message",
         "room": "general",
         "seq": 1,
         "id": 11,
-        "user": {"id": "u1", "name": "Alice"},
+        "user": {"id": "u-bob", "name": "Bob"},
         "text": "hi",
-        "ts": "2026-11-26T12:00:00.123456Z",
+        "ts": "2026-11-26T12:00:01.123456Z",
     }
 
 
 def test_message_text_is_encoded_as_utf8_not_escaped():
     """Non-ASCII text goes out as itself, and JSON special characters are escaped."""
-    encoded = encode_message(stored(text='héllo "ü" \n <b>'))
+    encoded = encode_message(stored(1, text='héllo "ü" \n <b>'))
     assert 'héllo \\"ü\\" \\n <b>' in encoded
     assert json.loads(encoded)["text"] == 'héllo "ü" \n <b>'
 
 
 def test_ts_is_iso8601_utc_with_z_suffix():
     """Timestamps are ISO-8601 in UTC, microseconds, ending in Z."""
-    assert iso_utc(NOON) == "2026-11-26T12:00:00.123456Z"
+    assert iso_utc(T0) == "2026-11-26T12:00:00.123456Z"
 
 
 def test_ts_converts_other_timezones_to_utc():
@@ -81,14 +64,15 @@ def test_ts_converts_other_timezones_to_utc():
 
 def test_ts_parses_back_to_the_same_instant():
     """The ts string parses (as ISO-8601) back to the stored instant."""
-    ts = json.loads(encode_message(stored()))["ts"]
+    message = stored(1)
+    ts = json.loads(encode_message(message))["ts"]
     assert ts.endswith("Z")
-    assert datetime.fromisoformat(ts) == NOON
+    assert datetime.fromisoformat(ts) == message.created_at
 
 
 def test_ack_has_exact_fields():
     """An ack carries client_id, room, seq and id of the stored message."""
-    assert encode_ack(stored(seq=4, client_id="c9")) == (
+    assert encode_ack(stored(4, client_id="c9")) == (
         '{"type":"ack","client_id":"c9","room":"general","seq":4,"id":14}'
     )
 
@@ -116,21 +100,21 @@ def test_presence_lists_users_and_count():
     """A presence frame has the room, the users as {id, name} and the total count."""
     assert encode_presence("general", [ALICE, BOB], 2) == (
         '{"type":"presence","room":"general",'
-        '"users":[{"id":"u1","name":"Alice"},{"id":"u2","name":"Bob"}],"count":2}'
+        '"users":[{"id":"u-alice","name":"Alice"},{"id":"u-bob","name":"Bob"}],"count":2}'
     )
 
 
 def test_typing_names_room_and_user():
     """A typing frame has the room and the typing user."""
     assert encode_typing("general", BOB) == (
-        '{"type":"typing","room":"general","user":{"id":"u2","name":"Bob"}}'
+        '{"type":"typing","room":"general","user":{"id":"u-bob","name":"Bob"}}'
     )
 
 
 def test_hello_names_user_and_server():
     """The hello frame tells the client who it is and the server version."""
     assert encode_hello(ALICE, "chatapp/0.1.0") == (
-        '{"type":"hello","user":{"id":"u1","name":"Alice"},"server":"chatapp/0.1.0"}'
+        '{"type":"hello","user":{"id":"u-alice","name":"Alice"},"server":"chatapp/0.1.0"}'
     )
 
 
@@ -150,4 +134,4 @@ def test_error_without_ref_omits_the_field():
 
 def test_text_line_is_name_colon_text():
     """Text-mode clients see '<name>: <text>'."""
-    assert text_line(stored(text="hello there", user=BOB)) == "Bob: hello there"
+    assert text_line(stored(1, text="hello there", user=BOB)) == "Bob: hello there"

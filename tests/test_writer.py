@@ -6,19 +6,18 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from factories import new
 from tornado.ioloop import IOLoop
 
 from chatapp.core.writer import BatchWriter
 from chatapp.errors import StoreError, Unavailable
-from chatapp.model import Appended, MessageEvent, NewMessage, Page, StoredMessage, User
+from chatapp.model import Appended, MessageEvent, NewMessage, Page, StoredMessage
 from chatapp.store.engine import open_store
 from chatapp.store.sql import SqlStore
 
-ALICE = User(id="u-alice", name="Alice")
 POISON = "poison"
 #: Seconds after which a submit that never returns counts as a stalled writer.
 STALL_GUARD = 2.0
@@ -101,12 +100,6 @@ async def running(
         yield writer
     finally:
         await writer.close()
-
-
-def new(body: str, client_id: str | None = None, room: str = "general") -> NewMessage:
-    return NewMessage(
-        room=room, user=ALICE, text=body, client_id=client_id, created_at=datetime.now(UTC)
-    )
 
 
 async def test_concurrent_submits_share_commits(sql_store):
