@@ -18,7 +18,7 @@ from alembic.migration import MigrationContext
 from conftest import PG_HOST, PG_PORT, PG_USER
 from factories import ALICE, BOB, T0, dialect_of, new, seqs
 from revisions import head_revision, migrate_to, revisions, stored_revision
-from sqlalchemy import insert, inspect, text
+from sqlalchemy import event, insert, inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from chatapp.errors import StoreError
@@ -539,9 +539,25 @@ async def test_reopening_a_populated_database_keeps_its_data_and_sequence(db_url
         await second.close()
 
 
-async def test_ping_succeeds_on_a_working_database(store):
-    """ping returns quietly when the database answers."""
-    await store.ping()
+async def test_ping_asks_the_database_every_time(db_url):
+    """ping returns quietly when the database answers, and it does ask it: one statement
+    per ping, none remembered from before (so a database gone since is noticed)."""
+    engine = create_engine(db_url)
+    asked: list[str] = []
+
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def record(conn, cursor, statement, parameters, context, executemany):
+        asked.append(statement)
+
+    store = SqlStore(engine)
+    try:
+        await store.ping()
+        first = len(asked)
+        await store.ping()
+    finally:
+        await store.close()
+    assert first >= 1 and asked[first - 1] == "SELECT 1"
+    assert asked[first:] == ["SELECT 1"]
 
 
 async def test_description_names_the_database_without_password():
