@@ -10,6 +10,7 @@ import re
 
 import pytest
 from conftest import Client, connect_json, open_client, post
+from factories import PATIENCE, TICK, eventually
 from rawws import RawClient
 from tornado.httpclient import AsyncHTTPClient
 
@@ -19,9 +20,9 @@ from chatapp.limits import MAX_TEXT_CHARS
 BACKLOG = 64 * 1024
 #: A client that takes nothing for this long is given up (long enough that a busy test
 #: machine, running server and clients in one loop, never starves a reader that long).
-STALL = 5.0
+STALL = 100 * TICK
 #: The stall time of the test that waits for a client to be given up.
-SHORT_STALL = 2.0
+SHORT_STALL = 20 * TICK
 #: Text that JSON escapes to six bytes a character: frames of about 24 KB.
 ESCAPED = "\x01" * MAX_TEXT_CHARS
 
@@ -54,6 +55,13 @@ async def seqs_until(client: Client, last: int, timeout: float = 30) -> list[int
     return seen
 
 
+async def slow_consumers(port: int) -> int:
+    """How many clients the server has closed for taking nothing of their backlog."""
+    metrics = await AsyncHTTPClient().fetch(f"http://127.0.0.1:{port}/metrics")
+    [count] = re.findall(rb"^chatapp_slow_consumers_total (\S+)$", metrics.body, re.MULTILINE)
+    return int(float(count))
+
+
 async def test_readers_are_not_closed_by_a_burst_far_larger_than_the_backlog(ws_url, chat):
     """Hundreds of 24 KB messages committed together: every reading client gets each one
     once, in order, and none is closed (the bound counts what a client has not taken)."""
@@ -80,7 +88,7 @@ async def test_a_reader_that_pauses_gets_what_it_missed_from_the_database(serve)
     pausing.close()
     metrics = await AsyncHTTPClient().fetch(f"http://127.0.0.1:{port}/metrics")
     assert re.search(rb"^chatapp_lagging_clients_total [1-9]", metrics.body, re.MULTILINE)
-    assert re.search(rb"^chatapp_slow_consumers_total 0", metrics.body, re.MULTILINE)
+    assert await slow_consumers(port) == 0
 
 
 async def test_a_long_resume_streams_over_a_small_receive_buffer(ws_url, port, chat):
@@ -89,7 +97,7 @@ async def test_a_long_resume_streams_over_a_small_receive_buffer(ws_url, port, c
     sender, _, _ = await connect_json(ws_url)
     await burst([sender], 300)  # ~7 MB to replay
     slow = await RawClient.connect(port, "/ws?since=0&limit=200", recv_buffer=4096)
-    replayed = await slow.seqs_until(300, pause=0.002)
+    replayed = await slow.seqs_until(300, pause=TICK / 50)
     await post(sender, "live")
     live = await slow.seqs_until(301)
     slow.close()
@@ -108,12 +116,14 @@ async def test_a_client_that_stops_reading_is_closed_with_4003_at_a_frame_bounda
     for _ in range(20):  # ~10 MB: far past the kernel's buffers and the bound
         await burst([sender], 20)
     assert await reading == list(range(1, 401))
-    await asyncio.sleep(SHORT_STALL * 2)
-    code, frames = await stalled.until_close()
+    # Read nothing from it until the server has given it up: reading would end its stall.
+    given_up = await eventually(
+        lambda: slow_consumers(port), "a stalled client given up", SHORT_STALL + PATIENCE
+    )
+    code, frames = await asyncio.wait_for(stalled.until_close(), PATIENCE)
     assert code == 4003 and 0 < frames < 400
     stalled.close()
-    metrics = await AsyncHTTPClient().fetch(f"http://127.0.0.1:{port}/metrics")
-    assert re.search(rb"^chatapp_slow_consumers_total 1", metrics.body, re.MULTILINE)
+    assert given_up == 1 and await slow_consumers(port) == 1
 
 
 async def test_compression_is_not_negotiated(ws_url):
