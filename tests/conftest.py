@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 from chatdata import populate
+from factories import PATIENCE, TICK
 from procs import REPO, Launch, Server, spawn_server, wait_ready
 from sqlalchemy.engine import make_url
 from tornado.httpclient import HTTPRequest
@@ -41,7 +42,7 @@ from chatapp.store.sql import SqlStore
 #: The SQL interface's documentation, whose examples and role the tests run.
 SQL_DOC = REPO / "docs" / "sql.md"
 #: Seconds a test waits for a frame it expects.
-RECV_TIMEOUT = 5.0
+RECV_TIMEOUT = PATIENCE
 #: Every client connection a test opened, closed after the test.
 _opened: list[WebSocketClientConnection] = []
 
@@ -318,7 +319,7 @@ class Client:
                 return frame
             assert frame["type"] in {"presence", "typing", "message"}, f"expected ack: {frame}"
 
-    async def silent(self, seconds: float = 0.3, ignore: tuple[str, ...] = ("presence",)) -> None:
+    async def silent(self, seconds: float = 3 * TICK, ignore: tuple[str, ...] = ("presence",)) -> None:
         """Assert that nothing but ``ignore`` arrives for ``seconds``."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds

@@ -23,6 +23,9 @@ _T = TypeVar("_T")
 TICK = float(os.environ.get("CHATAPP_TEST_TICK", "0.1"))
 #: How long a test waits for something it expects before it fails.
 PATIENCE = 50 * TICK
+#: A rate limit (per second) so slow that nothing comes back into a burst while a test
+#: runs, however loaded the machine: what a test sends past the burst is refused.
+TRICKLE = 0.01
 
 ALICE = User(id="u-alice", name="Alice")
 BOB = User(id="u-bob", name="Bob")

@@ -20,15 +20,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from factories import TICK
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 REPO = Path(__file__).resolve().parents[1]
 #: Seconds a command run to completion may take before the test gives up on it.
-RUN_TIMEOUT = 30.0
-#: Seconds a server gets to answer GET /healthz after it was started.
-STARTUP_TIMEOUT = 20.0
+RUN_TIMEOUT = 300 * TICK
+#: Seconds a process gets to start (a server: to answer GET /healthz).
+STARTUP_TIMEOUT = 200 * TICK
 #: Seconds a server gets to exit after a signal.
-EXIT_TIMEOUT = 15.0
+EXIT_TIMEOUT = 150 * TICK
 #: The server's JWT secret and the client commands' token, never inherited from the test run.
 JWT_ENV = "CHATAPP_JWT_SECRET"
 TOKEN_ENV = "CHATAPP_TOKEN"
@@ -182,4 +183,4 @@ async def wait_ready(server: Server) -> None:
         except (OSError, HTTPClientError):
             pass
         assert time.monotonic() < deadline, f"server not ready:\n{server.output()}"
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(TICK / 2)

@@ -7,9 +7,10 @@ import json
 
 import pytest
 from conftest import Client, connect_json, open_client, post
+from factories import TRICKLE
 from tornado.httpclient import HTTPClientError
 
-from chatapp.limits import MAX_FRAME_BYTES, MAX_REJECTED_FRAMES, MAX_TEXT_CHARS
+from chatapp.limits import MAX_FRAME_BYTES, MAX_REJECTED_FRAMES, MAX_TEXT_CHARS, MIN_RATE_BURST
 
 
 @pytest.mark.parametrize(
@@ -76,7 +77,8 @@ async def test_bad_query_parameters_are_refused_before_the_upgrade(ws_url):
 
 @pytest.fixture
 def settings(settings):
-    return dataclasses.replace(settings, rate_limit=5)
+    """A rate limit that refills nothing during a test: exactly the burst gets through."""
+    return dataclasses.replace(settings, rate_limit=TRICKLE)
 
 
 async def test_flooding_past_the_rate_limit_is_refused_per_frame(ws_url):
@@ -92,7 +94,7 @@ async def test_flooding_past_the_rate_limit_is_refused_per_frame(ws_url):
         elif frame["type"] == "error":
             assert frame["code"] == "rate_limited"
             limited.add(frame["ref"])
-    assert len(acked) >= 20 and limited
+    assert len(acked) == MIN_RATE_BURST and len(limited) == 40 - MIN_RATE_BURST
     assert acked.isdisjoint(limited)
     _, _, history = await connect_json(ws_url, "?limit=200")
     assert {m["client_id"] for m in history["messages"]} == acked

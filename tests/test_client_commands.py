@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from conftest import connect_json, post
-from procs import run_chatapp_async, spawn_chatapp
+from factories import PATIENCE
+from procs import STARTUP_TIMEOUT, run_chatapp_async, spawn_chatapp
 
 from chatapp.errors import CloseCode
 from chatapp.limits import MAX_TEXT_CHARS
@@ -39,23 +41,35 @@ async def test_send_rejects_a_non_websocket_url():
     assert result.returncode == 2 and "ws://" in result.stderr
 
 
+async def next_line(proc: asyncio.subprocess.Process, within: float = 2 * PATIENCE) -> bytes:
+    """The tool's next line of output; failing after ``within`` seconds with its stderr (by
+    default twice a test's patience: the tool is a process of its own, with its own loop)."""
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        line = await asyncio.wait_for(proc.stdout.readline(), within)
+    except TimeoutError:
+        proc.kill()
+        pytest.fail(f"no line in {within:.1f} s; stderr:\n{(await proc.stderr.read()).decode()}")
+    assert line, f"it exited; stderr:\n{(await proc.stderr.read()).decode()}"
+    return line
+
+
 async def test_tail_prints_history_then_live_and_resumes_after_a_drop(ws_url, chat):
     """``tail`` prints each message exactly once, in order, across a dropped connection."""
     writer, _, _ = await connect_json(ws_url)
     await post(writer, "one")
     proc = await spawn_chatapp("tail", "--url", ws_url, "--since", "0")
-    assert proc.stdout is not None
     try:
-        lines = [await asyncio.wait_for(proc.stdout.readline(), 10)]
+        lines = [await next_line(proc, STARTUP_TIMEOUT)]  # once it has started
         await post(writer, "two")
-        lines.append(await asyncio.wait_for(proc.stdout.readline(), 10))
+        lines.append(await next_line(proc))
         for conn in list(chat.service.admission.open):  # drop everyone, tail included
             conn.close(CloseCode.GOING_AWAY, "restart")
         writer, _, _ = await connect_json(ws_url)
         await post(writer, "three")
         await post(writer, "four")
         for _ in range(2):
-            lines.append(await asyncio.wait_for(proc.stdout.readline(), 10))
+            lines.append(await next_line(proc))
     finally:
         proc.terminate()
         await proc.wait()

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 from conftest import connect_json, post
-from factories import SECRET, T0, new
+from factories import SECRET, T0, TRICKLE, new
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 from chatapp.auth.tokens import MAX_NAME_CHARS, mint_token
@@ -228,9 +228,9 @@ async def test_auth_options_publish_the_servers_limits(serve):
 @pytest.mark.parametrize(
     ("path", "method", "body", "setting", "allowed"),
     [
-        ("/api/rooms/general/messages", "GET", None, {"http_rate_limit": 1}, MIN_HTTP_BURST),
-        ("/api/search?q=hello", "GET", None, {"http_rate_limit": 1}, MIN_HTTP_BURST),
-        ("/api/guest", "POST", b'{"name": "Ann"}', {"guest_rate_limit": 1}, GUEST_BURST),
+        ("/api/rooms/general/messages", "GET", None, {"http_rate_limit": TRICKLE}, MIN_HTTP_BURST),
+        ("/api/search?q=hello", "GET", None, {"http_rate_limit": TRICKLE}, MIN_HTTP_BURST),
+        ("/api/guest", "POST", b'{"name": "Ann"}', {"guest_rate_limit": TRICKLE}, GUEST_BURST),
     ],
 )
 async def test_an_address_past_its_rate_gets_429_with_retry_after(
