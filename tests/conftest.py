@@ -319,7 +319,9 @@ class Client:
                 return frame
             assert frame["type"] in {"presence", "typing", "message"}, f"expected ack: {frame}"
 
-    async def silent(self, seconds: float = 3 * TICK, ignore: tuple[str, ...] = ("presence",)) -> None:
+    async def silent(
+        self, seconds: float = 3 * TICK, ignore: tuple[str, ...] = ("presence",)
+    ) -> None:
         """Assert that nothing but ``ignore`` arrives for ``seconds``."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
