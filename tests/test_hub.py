@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import asyncio
 
-from factories import ALICE, BOB, CAROL, event
+from factories import ALICE, BOB, CAROL, PATIENCE, event, eventually
 
 from chatapp.core.hub import GAP_HOLD, PRESENCE_MAX_USERS, TYPING_INTERVAL, Delivery, Hub
 from chatapp.model import MessageEvent, PresenceEvent, TypingEvent, User
-
-#: Longer than the presence coalescing delay for a handful of members.
-PRESENCE_WAIT = 0.6
 
 
 class FakeMember:
@@ -87,7 +84,8 @@ async def test_a_gap_that_stays_open_is_asked_for_from_the_store():
     hub.on_gap = lambda room, after: gaps.append((room, after))
     live(hub, alice)
     hub.deliver([event(1), event(4)])
-    await asyncio.sleep(GAP_HOLD * 2)
+    assert gaps == []  # held for GAP_HOLD first
+    await eventually(lambda: gaps, "the gap asked for", GAP_HOLD + PATIENCE)
     assert gaps == [("general", 1)]
     hub.gap_filled("general", [MessageEvent(m.message, "") for m in (event(2), event(3))])
     assert alice.seqs() == [1, 2, 3, 4]
@@ -281,7 +279,11 @@ async def test_presence_changes_are_coalesced_into_one_event():
     members = [FakeMember("c1", ALICE), FakeMember("c2", BOB), FakeMember("c3", CAROL)]
     for member in members:
         live(hub, member)
-    await asyncio.sleep(PRESENCE_WAIT)
+
+    def everyone() -> bool:
+        return len(members[0].of(PresenceEvent)[-1].users) == len(members)
+
+    await eventually(everyone, "a presence update listing everyone")
     latest = members[0].of(PresenceEvent)[-1]
     assert [u.name for u in latest.users] == ["Alice", "Bob", "carol"]
     assert len(members[0].of(PresenceEvent)) == 2  # its own join, then one for the burst
@@ -294,7 +296,7 @@ async def test_presence_lists_a_user_once_and_counts_everyone():
     for i in range(PRESENCE_MAX_USERS + 5):
         live(hub, FakeMember(f"c{i}", User(f"u{i:03}", f"user {i:03}")))
     live(hub, FakeMember("again", User("u000", "user 000")))
-    await asyncio.sleep(PRESENCE_WAIT)
+    await eventually(lambda: len(watcher.of(PresenceEvent)) > 1, "a presence update")
     latest = watcher.of(PresenceEvent)[-1]
     assert latest.count == PRESENCE_MAX_USERS + 6
     assert len(latest.users) == PRESENCE_MAX_USERS

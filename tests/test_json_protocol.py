@@ -10,6 +10,7 @@ import dataclasses
 
 import pytest
 from conftest import Client, connect_json, post
+from factories import TICK
 
 from chatapp.limits import DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT
 
@@ -138,11 +139,10 @@ async def test_leave_stops_delivery_and_posting(ws_url):
     alice, _, _ = await connect_json(ws_url)
     bob, _, _ = await connect_json(ws_url)
     await bob.send({"type": "leave", "room": "general"})
-    await asyncio.sleep(0.1)
-    await post(alice, "bob is gone")
-    await bob.silent(0.3)
     await bob.send({"type": "message", "room": "general", "text": "x"})
-    assert (await bob.expect("error"))["code"] == "not_joined"
+    assert (await bob.expect("error"))["code"] == "not_joined"  # so the leave is done
+    await post(alice, "bob is gone")
+    await bob.silent()
 
 
 async def test_resending_a_client_id_stores_once_and_returns_the_original_ack(ws_url):
@@ -255,7 +255,7 @@ async def test_joining_during_concurrent_sends_sees_no_gap_and_no_duplicate(ws_u
     async def send_all(client: Client, tag: int) -> None:
         for i in range(total // len(senders)):
             await client.send({"type": "message", "room": "general", "text": f"{tag}-{i}"})
-            await asyncio.sleep(0.002)
+            await asyncio.sleep(TICK / 50)  # spread over the joins
 
     async def join_and_collect() -> list[int]:
         client, _, history = await connect_json(ws_url, f"?limit={total}")
@@ -269,7 +269,7 @@ async def test_joining_during_concurrent_sends_sees_no_gap_and_no_duplicate(ws_u
         results = []
         for _ in range(8):
             results.append(asyncio.ensure_future(join_and_collect()))
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(TICK / 10)  # joins spread over the traffic
         return await asyncio.gather(*results)
 
     _, collected = await asyncio.gather(

@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Iterator
 
 import pytest
-from factories import ALICE, BOB, new
+from factories import ALICE, BOB, TICK, eventually, new
 from tornado.ioloop import IOLoop
 
 from chatapp.auth.tokens import Identity
@@ -110,7 +110,7 @@ async def test_joins_racing_with_traffic_see_every_message_once_in_order(service
     joiners = [FakeConnection(f"j{i}", ALICE) for i in range(10)]
     for joiner in joiners:
         await join(service, joiner, limit=5)
-        await asyncio.sleep(0.002)
+        await asyncio.sleep(TICK / 50)  # joins spread over the traffic
     await posting
     for joiner in joiners:
         first = joiner.seen[0]
@@ -159,11 +159,7 @@ async def test_a_lost_publish_is_delivered_from_the_store(service, store, monkey
     alice = FakeConnection("c1", ALICE)
     await join(service, alice)
     await fill(store, 2)  # committed, never published
-    for _ in range(100):
-        if alice.seen == [1, 2]:
-            break
-        await asyncio.sleep(0.02)
-    assert alice.seen == [1, 2]
+    await eventually(lambda: alice.seen == [1, 2], "the unpublished messages delivered")
 
 
 async def test_a_message_after_a_lost_publish_waits_for_it(service, store):
@@ -173,11 +169,7 @@ async def test_a_message_after_a_lost_publish_waits_for_it(service, store):
     await join(service, bob)
     await fill(store, 1)  # seq 1, never published
     await post(service, bob, 1)  # seq 2, published
-    for _ in range(100):
-        if alice.seen == [1, 2]:
-            break
-        await asyncio.sleep(0.02)
-    assert alice.seen == [1, 2]
+    await eventually(lambda: alice.seen == [1, 2], "both delivered, in order")
 
 
 async def test_a_join_past_the_room_limit_is_refused(service):
