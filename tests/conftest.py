@@ -27,7 +27,7 @@ from chatdata import populate
 from factories import PATIENCE, TICK
 from procs import REPO, Launch, Server, spawn_server, wait_ready
 from sqlalchemy.engine import make_url
-from tornado.httpclient import HTTPRequest
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
 from tornado.testing import bind_unused_port
@@ -371,3 +371,15 @@ async def post(
         frame["client_id"] = client_id
     await client.send(frame)
     return await client.expect_ack()
+
+
+def sample(lines: list[str], name: str) -> float:
+    """The value of one sample line of the Prometheus text format."""
+    [line] = [line for line in lines if line.split(" ")[0] == name]
+    return float(line.split(" ")[1])
+
+
+async def metric(http_url: str, name: str) -> float:
+    """One sample of the server's ``/metrics`` now."""
+    response = await AsyncHTTPClient().fetch(f"{http_url}/metrics")
+    return sample(response.body.decode().splitlines(), name)

@@ -14,7 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import PG_HOST, PG_PORT, PG_USER, Client, connect_json, pg_admin, post
+from conftest import PG_HOST, PG_PORT, PG_USER, Client, connect_json, metric, pg_admin, post
+from factories import eventually
 from netproxy import Proxy
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from tornado.ioloop import IOLoop
@@ -142,7 +143,10 @@ async def test_sigterm_with_a_locked_database_ends_in_time_and_tells_waiting_sen
         await sender.send(
             {"type": "message", "room": "general", "text": "stuck", "client_id": "s1"}
         )
-        await asyncio.sleep(0.3)  # queued behind the lock
+        await eventually(
+            lambda: metric(server.http_url, "chatapp_messages_received_total"),
+            "the message queued behind the lock",
+        )
         exit_code = asyncio.ensure_future(server.stop(signal.SIGTERM))
         frames = []
         while (raw := await sender.raw(timeout=15)) is not None:

@@ -9,7 +9,7 @@ from contextlib import closing
 from datetime import timedelta
 
 import pytest
-from conftest import connect_json, post
+from conftest import connect_json, post, sample
 from factories import SECRET, T0, TRICKLE, new
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
@@ -91,12 +91,6 @@ async def test_readyz_is_503_when_the_schema_is_not_current(http_url, settings):
         await AsyncHTTPClient().fetch(f"{http_url}/readyz")
     assert caught.value.code == 503
     assert "migration" in json.loads(caught.value.response.body)["reason"]
-
-
-def sample(lines: list[str], name: str) -> float:
-    """The value of one sample line of the Prometheus text format."""
-    [line] = [line for line in lines if line.split(" ")[0] == name]
-    return float(line.split(" ")[1])
 
 
 async def test_metrics_count_traffic_errors_batches_and_latency(ws_url, http_url):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from factories import TICK
 from rawws import RawClient
 
 #: A reaped peer is closed as "normal closure" with reason "ping timed out": none of the
@@ -15,7 +16,7 @@ NORMAL_CLOSURE = 1000
 
 @pytest.fixture
 def settings(settings):
-    return dataclasses.replace(settings, ping_interval=0.3)
+    return dataclasses.replace(settings, ping_interval=3 * TICK)
 
 
 async def test_a_peer_that_never_answers_pings_is_dropped(port, chat):

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from conftest import connect_json, post
-from factories import T0, new, seqs
+from factories import T0, eventually, new, seqs
 from sqlalchemy import text
 from tornado.httpclient import AsyncHTTPClient
 
@@ -233,11 +233,12 @@ async def test_the_server_prunes_in_the_background_from_start_up(serve, settings
         await seed.close()
     port = await serve(retention_days=7)
     url = f"http://127.0.0.1:{port}/api/rooms/general/messages"
-    for _ in range(100):
+
+    async def pruned() -> dict:
         page = json.loads((await AsyncHTTPClient().fetch(url)).body)
-        if page.get("pruned_before"):
-            break
-        await asyncio.sleep(0.05)
+        return page if page.get("pruned_before") else {}
+
+    page = await eventually(pruned, "old messages pruned")
     assert [m["seq"] for m in page["messages"]] == [3]
     assert page["pruned_before"] == 3 and page["has_more"] is False
 
