@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from chatdata import populate
 from factories import PATIENCE, TICK
-from procs import REPO, Launch, Server, spawn_server, wait_ready
+from procs import EXIT_TIMEOUT, REPO, Launch, Server, spawn_server, wait_ready
 from sqlalchemy.engine import make_url
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.httpserver import HTTPServer
@@ -250,7 +250,7 @@ def launch(io_loop: IOLoop, tmp_path: Path) -> Iterator[Launch]:
     for server in started:
         if server.proc.returncode is None:
             server.proc.kill()
-            io_loop.run_sync(server.proc.wait, timeout=10)
+            io_loop.run_sync(server.proc.wait, timeout=EXIT_TIMEOUT)
 
 
 @pytest.fixture

@@ -23,6 +23,8 @@ _T = TypeVar("_T")
 TICK = float(os.environ.get("CHATAPP_TEST_TICK", "0.1"))
 #: How long a test waits for something it expects before it fails.
 PATIENCE = 50 * TICK
+#: How long a test waits for a bulk transfer (hundreds of long messages) to go through.
+BULK_PATIENCE = 300 * TICK
 #: A rate limit (per second) so slow that nothing comes back into a burst while a test
 #: runs, however loaded the machine: what a test sends past the burst is refused.
 TRICKLE = 0.01

@@ -9,6 +9,8 @@ import os
 import socket
 import struct
 
+from factories import BULK_PATIENCE
+
 
 class RawClient:
     """Completes the handshake, then reads only when asked and never answers pings."""
@@ -52,7 +54,7 @@ class RawClient:
         frame every ``pause`` seconds; fails on a close or a frame that is not JSON text."""
         seen: list[int] = []
         while not seen or seen[-1] < last:
-            opcode, payload = await asyncio.wait_for(self.frame(), 30)
+            opcode, payload = await asyncio.wait_for(self.frame(), BULK_PATIENCE)
             assert opcode == 0x1, f"opcode {opcode}: {payload[:20]!r}"
             frame = json.loads(payload)
             if frame["type"] == "history":

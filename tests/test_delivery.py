@@ -9,7 +9,7 @@ import dataclasses
 
 import pytest
 from conftest import Client, connect_json, metric, open_client, post
-from factories import PATIENCE, TICK, eventually
+from factories import BULK_PATIENCE, PATIENCE, TICK, eventually
 from rawws import RawClient
 
 from chatapp.limits import MAX_TEXT_CHARS
@@ -18,7 +18,7 @@ from chatapp.limits import MAX_TEXT_CHARS
 BACKLOG = 64 * 1024
 #: A client that takes nothing for this long is given up (long enough that a busy test
 #: machine, running server and clients in one loop, never starves a reader that long).
-STALL = 100 * TICK
+STALL = 50 * TICK
 #: The stall time of the test that waits for a client to be given up.
 SHORT_STALL = 20 * TICK
 #: Text that JSON escapes to six bytes a character: frames of about 24 KB.
@@ -32,16 +32,20 @@ def settings(settings):
 
 async def burst(senders: list[Client], per_sender: int, text: str = ESCAPED) -> None:
     """Every sender pipelines its messages at once (so they share commits), then waits for
-    its acks."""
+    its acks, all senders reading at once: a sender left unread while another collects its
+    acks would be a client that stopped reading (and closed with 4003 on a slow machine)."""
     for sender in senders:
         for _ in range(per_sender):
             await sender.send({"type": "message", "room": "general", "text": text})
-    for sender in senders:
+
+    async def acks(sender: Client) -> None:
         for _ in range(per_sender):
-            await sender.expect_ack(timeout=30)
+            await sender.expect_ack(timeout=BULK_PATIENCE)
+
+    await asyncio.gather(*(acks(sender) for sender in senders))
 
 
-async def seqs_until(client: Client, last: int, timeout: float = 30) -> list[int]:
+async def seqs_until(client: Client, last: int, timeout: float = BULK_PATIENCE) -> list[int]:
     """The message seqs a client receives (live or in history frames) up to ``last``."""
     seen: list[int] = []
     while not seen or seen[-1] < last:
@@ -125,4 +129,4 @@ async def test_compression_is_not_negotiated(ws_url):
     """The server declines permessage-deflate so one encoded frame serves every receiver."""
     conn = await open_client(f"{ws_url}/ws", compression_options={})
     assert "Sec-WebSocket-Extensions" not in conn.headers
-    assert (await asyncio.wait_for(conn.read_message(), 5)).startswith('{"type":"hello"')
+    assert (await asyncio.wait_for(conn.read_message(), PATIENCE)).startswith('{"type":"hello"')

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from conftest import Client, connect_json, post
+from factories import PATIENCE
 from procs import Launch, Server, rows_in
 from revisions import head_revision
 from tornado.httpclient import AsyncHTTPClient
@@ -70,7 +71,7 @@ class Burst:
         """Wait until ``at_least`` acks have arrived (the burst goes on)."""
         self._threshold = at_least
         if len(self.acked) < at_least:
-            await asyncio.wait_for(self._enough.wait(), 10)
+            await asyncio.wait_for(self._enough.wait(), 2 * PATIENCE)
 
     async def end(self) -> dict[str, dict[str, Any]]:
         """Wait for every socket to be closed by the server; every ack received, by client_id.

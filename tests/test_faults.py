@@ -15,13 +15,14 @@ from pathlib import Path
 
 import pytest
 from conftest import PG_HOST, PG_PORT, PG_USER, Client, connect_json, metric, pg_admin, post
-from factories import eventually
+from factories import TICK, eventually
 from netproxy import Proxy
+from procs import EXIT_TIMEOUT
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from tornado.ioloop import IOLoop
 
 #: The servers' bound on waiting for the database, in these tests.
-DB_TIMEOUT = 0.5
+DB_TIMEOUT = 5 * TICK
 
 
 @contextlib.contextmanager
@@ -149,7 +150,7 @@ async def test_sigterm_with_a_locked_database_ends_in_time_and_tells_waiting_sen
         )
         exit_code = asyncio.ensure_future(server.stop(signal.SIGTERM))
         frames = []
-        while (raw := await sender.raw(timeout=15)) is not None:
+        while (raw := await sender.raw(timeout=EXIT_TIMEOUT)) is not None:
             frames.append(raw)
         assert await exit_code == 0
     assert any('"code":"unavailable"' in f and '"ref":"s1"' in f for f in frames), frames

@@ -20,7 +20,7 @@ import pytest
 from conftest import Client, connect_json, open_client, post
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from factories import ALICE, SECRET, token
+from factories import ALICE, PATIENCE, SECRET, token
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPResponse
 
 from chatapp.errors import ConfigError
@@ -167,7 +167,7 @@ async def test_a_weak_secret_is_refused_at_startup(tmp_path):
 async def test_a_connection_is_closed_when_its_token_expires(ws_url):
     """When ``exp`` passes the server closes the socket with 4001."""
     client, _, _ = await connect_json(ws_url, f"?token={token(exp=int(time.time()) + 2)}")
-    code, reason = await client.closed(timeout=10)
+    code, reason = await client.closed(timeout=2 + PATIENCE)  # exp is 2 s away
     assert code == 4001 and reason == "token expired"
 
 

@@ -155,7 +155,7 @@ async def test_a_member_whose_backlog_was_full_gets_what_it_missed_from_the_stor
 async def test_a_lost_publish_is_delivered_from_the_store(service, store, monkeypatch):
     """A message committed without being published (its process died) still reaches the
     members here, before the next one, by the periodic check of room heads."""
-    monkeypatch.setattr(service_module, "HEAD_CHECK_INTERVAL", 0.05)
+    monkeypatch.setattr(service_module, "HEAD_CHECK_INTERVAL", TICK / 2)
     alice = FakeConnection("c1", ALICE)
     await join(service, alice)
     await fill(store, 2)  # committed, never published

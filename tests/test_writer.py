@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
-from factories import new
+from factories import TICK, new
 from tornado.ioloop import IOLoop
 
 from chatapp.core.writer import BatchWriter
@@ -20,7 +20,7 @@ from chatapp.store.sql import SqlStore
 
 POISON = "poison"
 #: Seconds after which a submit that never returns counts as a stalled writer.
-STALL_GUARD = 2.0
+STALL_GUARD = 20 * TICK
 
 
 @pytest.fixture
@@ -285,7 +285,7 @@ async def test_failing_batch_callback_does_not_stall_the_writer(sql_store):
 # --- database faults: a bounded answer, no message-by-message retries, no double store ---
 
 #: The writer's bound in these tests: short, so failing tests fail fast.
-TIMEOUT = 0.3
+TIMEOUT = 3 * TICK
 
 
 class FaultyStore(WrappedStore):
