@@ -1,4 +1,5 @@
-"""Tests that need PostgreSQL or Redis skip with a reason where it is missing, and fail in CI."""
+"""External services: tests that need PostgreSQL or Redis skip with a reason where it is
+missing, and fail in CI. (The chat service itself is tested in test_service.py.)"""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 import subprocess
 import sys
 
+from factories import TICK
 from procs import REPO, free_port
 
 #: Two tests that need PostgreSQL: one by its marker, one through the ``db_url`` fixture.
@@ -14,7 +16,7 @@ NEEDS_POSTGRES = [
     "tests/test_store.py::test_first_message_of_a_room_gets_seq_1[postgres]",
 ]
 #: Seconds a whole pytest run may take (it starts a fresh interpreter and imports the suite).
-PYTEST_TIMEOUT = 120.0
+PYTEST_TIMEOUT = 1200 * TICK
 
 
 def run_pytest(*, ci: bool) -> subprocess.CompletedProcess[str]:
