@@ -373,6 +373,15 @@ async def post(
     return await client.expect_ack()
 
 
+async def sign_in(http_url: str, body: dict[str, Any]) -> dict[str, Any]:
+    """``POST /api/guest`` with ``body`` (the guest's name, maybe a previous token); the answer."""
+    response = await AsyncHTTPClient().fetch(
+        f"{http_url}/api/guest", method="POST", body=json.dumps(body)
+    )
+    answer: dict[str, Any] = json.loads(response.body)
+    return answer
+
+
 def sample(lines: list[str], name: str) -> float:
     """The value of one sample line of the Prometheus text format."""
     [line] = [line for line in lines if line.split(" ")[0] == name]

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import jwt
 
 from chatapp.model import MessageEvent, NewMessage, StoredMessage, User
+from chatapp.store import Store
 
 _T = TypeVar("_T")
 
@@ -87,6 +88,15 @@ def new(
 
 def seqs(messages: Sequence[StoredMessage]) -> list[int]:
     return [m.seq for m in messages]
+
+
+async def fill(
+    store: Store, count: int, room: str = "general", user: User = ALICE
+) -> list[StoredMessage]:
+    """Store ``count`` messages "m1".."mN" in ``room`` in one batch (through the store only:
+    no server hears of them, as if another process had stored them)."""
+    results = await store.append([new(f"m{i}", room=room, user=user) for i in range(1, count + 1)])
+    return [r.message for r in results]
 
 
 def dialect_of(url: str) -> str:

@@ -7,13 +7,12 @@ as several processes or machines would.
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 
 import pytest
-from conftest import connect_json
+from conftest import connect_json, sign_in
 from procs import rows_in
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+from tornado.httpclient import HTTPClientError
 
 from chatapp.auth.tokens import Authenticator
 from chatapp.errors import ConfigError
@@ -24,11 +23,9 @@ from chatapp.store.engine import open_store
 OPTION_SECRET = "guest-secret-given-to-every-process-0123456789"
 
 
-async def sign_in(port: int, name: str = "Ann") -> dict:
-    response = await AsyncHTTPClient().fetch(
-        f"http://127.0.0.1:{port}/api/guest", method="POST", body=json.dumps({"name": name})
-    )
-    return json.loads(response.body)
+async def guest(port: int, name: str = "Ann") -> dict:
+    """A guest session from the server at ``port``."""
+    return await sign_in(f"http://127.0.0.1:{port}", {"name": name})
 
 
 async def accepts(port: int, token: str) -> bool:
@@ -66,8 +63,8 @@ async def test_servers_on_one_database_accept_each_others_guest_tokens(serve, db
     """A guest signed in on one server is let in by another that shares its database."""
     first = await serve(data_dir=tmp_path / "a", db_url=db_url)
     second = await serve(data_dir=tmp_path / "b", db_url=db_url)
-    from_first = await sign_in(first)
-    from_second = await sign_in(second, "Bob")
+    from_first = await guest(first)
+    from_second = await guest(second, "Bob")
     assert await accepts(second, from_first["token"])
     assert await accepts(first, from_second["token"])
     assert not (tmp_path / "a" / GUEST_SECRET_FILE).exists()
@@ -98,7 +95,7 @@ async def test_guest_secret_option_signs_for_every_server_instead_of_the_databas
     first = await serve(data_dir=tmp_path / "a", db_url=db_url, guest_secret=OPTION_SECRET)
     second = await serve(data_dir=tmp_path / "b", db_url=db_url, guest_secret=OPTION_SECRET)
     without = await serve(data_dir=tmp_path / "c", db_url=db_url)
-    token = (await sign_in(first))["token"]
+    token = (await guest(first))["token"]
     assert await accepts(second, token)
     assert await accepts(first, old_install_token(OPTION_SECRET))
     assert not await accepts(without, token)
@@ -117,7 +114,7 @@ async def test_the_guest_secret_never_reaches_the_logs(launch, tmp_path):
     )
     stored = await launch(tmp_path / "b", "--log-level", "debug")
     for server in (given, stored):
-        assert await accepts(server.port, (await sign_in(server.port))["token"])
+        assert await accepts(server.port, (await guest(server.port))["token"])
         assert await server.stop() == 0
     [(kept,)] = rows_in(stored.db_path, "SELECT value FROM secrets")
     assert OPTION_SECRET not in given.output()

@@ -17,7 +17,7 @@ from email.utils import parsedate_to_datetime
 
 import jwt
 import pytest
-from conftest import Client, connect_json, open_client, post
+from conftest import Client, connect_json, open_client, post, sign_in
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from factories import ALICE, PATIENCE, SECRET, token
@@ -236,13 +236,6 @@ async def test_connections_per_address_are_capped_behind_a_trusted_proxy(serve):
 
 
 # --- guests --------------------------------------------------------------------
-
-
-async def sign_in(http_url: str, body: dict) -> dict:
-    response = await AsyncHTTPClient().fetch(
-        f"{http_url}/api/guest", method="POST", body=json.dumps(body)
-    )
-    return json.loads(response.body)
 
 
 async def test_guest_sign_in_mints_a_token_that_names_the_guest(serve):

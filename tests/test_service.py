@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Iterator
 
 import pytest
-from factories import ALICE, BOB, TICK, eventually, new
+from factories import ALICE, BOB, TICK, eventually, fill
 from tornado.ioloop import IOLoop
 
 from chatapp.auth.tokens import Identity
@@ -83,11 +83,6 @@ async def join(service: ChatService, conn: FakeConnection, room: str = "general"
 async def post(service: ChatService, conn: FakeConnection, count: int, room: str = "general"):
     for i in range(count):
         await service.post(conn, room, f"m{i}", None)
-
-
-async def fill(store: SqlStore, count: int, room: str = "general", user: User = BOB) -> None:
-    """Store messages without publishing them (as if another process had)."""
-    await store.append([new(f"old {i}", room=room, user=user) for i in range(count)])
 
 
 async def test_a_joiner_gets_the_newest_page_then_live_traffic(service, store):

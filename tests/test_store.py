@@ -16,24 +16,17 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from conftest import PG_HOST, PG_PORT, PG_USER
-from factories import ALICE, BOB, T0, TICK, dialect_of, new, seqs
+from factories import ALICE, BOB, T0, TICK, dialect_of, fill, new, seqs
 from revisions import head_revision, migrate_to, revisions, stored_revision
 from sqlalchemy import event, insert, inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from chatapp.errors import StoreError
-from chatapp.model import NewMessage, StoredMessage, User
+from chatapp.model import NewMessage, User
 from chatapp.store.engine import create_engine, open_store
 from chatapp.store.schema import Base, MessageRow, RoomRow, include_name
 from chatapp.store.sql import SqlStore
 from chatapp.store.writes import statements_for
-
-
-async def fill(store: SqlStore, room: str, count: int) -> list[StoredMessage]:
-    """Store ``count`` messages "m1".."mN" in ``room``, one batch."""
-    results = await store.append([new(f"m{i}", room=room) for i in range(1, count + 1)])
-    return [r.message for r in results]
-
 
 # --- the write path -----------------------------------------------------------
 
@@ -275,7 +268,7 @@ async def test_client_id_is_deduplicated_across_rooms(store):
 
 async def test_latest_returns_newest_messages_oldest_first_with_has_more(store):
     """latest(limit) gives the newest ``limit`` messages oldest first; has_more if older exist."""
-    await fill(store, "general", 5)
+    await fill(store, 5)
     page = await store.latest("general", 3)
     assert seqs(page.messages) == [3, 4, 5]
     assert page.has_more is True
@@ -283,7 +276,7 @@ async def test_latest_returns_newest_messages_oldest_first_with_has_more(store):
 
 async def test_latest_covering_the_whole_room_has_no_more(store):
     """When the page holds every message of the room, has_more is false."""
-    await fill(store, "general", 3)
+    await fill(store, 3)
     exact = await store.latest("general", 3)
     assert seqs(exact.messages) == [1, 2, 3]
     assert exact.has_more is False
@@ -301,7 +294,7 @@ async def test_latest_of_an_unknown_room_is_empty(store):
 
 async def test_before_returns_the_newest_messages_below_a_seq(store):
     """before(seq, limit) gives the newest ``limit`` messages with a smaller seq, oldest first."""
-    await fill(store, "general", 10)
+    await fill(store, 10)
     page = await store.before("general", 8, 3)
     assert seqs(page.messages) == [5, 6, 7]
     assert page.has_more is True
@@ -309,7 +302,7 @@ async def test_before_returns_the_newest_messages_below_a_seq(store):
 
 async def test_before_reaching_the_first_message_has_no_more(store):
     """A page that includes seq 1 has has_more false, even when exactly full."""
-    await fill(store, "general", 10)
+    await fill(store, 10)
     exact = await store.before("general", 4, 3)
     assert seqs(exact.messages) == [1, 2, 3]
     assert exact.has_more is False
@@ -320,7 +313,7 @@ async def test_before_reaching_the_first_message_has_no_more(store):
 
 async def test_before_first_seq_is_empty(store):
     """Nothing is older than seq 1."""
-    await fill(store, "general", 3)
+    await fill(store, 3)
     page = await store.before("general", 1, 10)
     assert page.messages == []
     assert page.has_more is False
@@ -328,7 +321,7 @@ async def test_before_first_seq_is_empty(store):
 
 async def test_before_beyond_the_newest_is_the_latest_page(store):
     """A before above the newest seq pages back from the newest message."""
-    await fill(store, "general", 4)
+    await fill(store, 4)
     page = await store.before("general", 100, 2)
     assert seqs(page.messages) == [3, 4]
     assert page.has_more is True
@@ -337,7 +330,7 @@ async def test_before_beyond_the_newest_is_the_latest_page(store):
 @pytest.mark.parametrize("huge", [2**31, 2**63], ids=["2^31", "2^63"])
 async def test_before_far_beyond_any_seq_is_the_latest_page(store, huge):
     """A before larger than any seq the database can hold still pages back from the newest."""
-    await fill(store, "general", 4)
+    await fill(store, 4)
     page = await store.before("general", huge, 2)
     assert seqs(page.messages) == [3, 4]
     assert page.has_more is True
@@ -345,7 +338,7 @@ async def test_before_far_beyond_any_seq_is_the_latest_page(store, huge):
 
 async def test_paging_back_visits_every_message_once(store):
     """Following has_more with before=first seq walks the whole room without gap or repeat."""
-    await fill(store, "general", 11)
+    await fill(store, 11)
     page = await store.latest("general", 4)
     seen = seqs(page.messages)
     while page.has_more:
@@ -356,14 +349,14 @@ async def test_paging_back_visits_every_message_once(store):
 
 async def test_after_returns_the_oldest_messages_above_a_seq(store):
     """after(since, limit) gives the oldest ``limit`` messages with a greater seq, in order."""
-    await fill(store, "general", 10)
+    await fill(store, 10)
     assert seqs(await store.after("general", 3, 4)) == [4, 5, 6, 7]
     assert seqs(await store.after("general", 0, 100)) == list(range(1, 11))
 
 
 async def test_after_the_newest_is_empty(store):
     """Nothing follows the newest message."""
-    await fill(store, "general", 3)
+    await fill(store, 3)
     assert await store.after("general", 3, 10) == []
     assert await store.after("general", 50, 10) == []
 
@@ -371,7 +364,7 @@ async def test_after_the_newest_is_empty(store):
 @pytest.mark.parametrize("huge", [2**31, 2**63], ids=["2^31", "2^63"])
 async def test_after_far_beyond_any_seq_is_empty(store, huge):
     """A since larger than any seq the database can hold yields nothing, not a database error."""
-    await fill(store, "general", 3)
+    await fill(store, 3)
     assert await store.after("general", huge, 10) == []
 
 
