@@ -155,11 +155,17 @@ Launch = Callable[..., Awaitable[Server]]
 
 
 async def spawn_server(
-    data_dir: Path, *args: str, cwd: Path, log: Path, env: Mapping[str, str] | None = None
+    data_dir: Path,
+    *args: str,
+    log: Path,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    port: int | None = None,
 ) -> Server:
-    """Start a server on a free port and ``data_dir``, output to ``log``; not yet ready."""
-    port = free_port()
-    with log.open("wb") as out:
+    """Start a server on ``port`` (a free one by default) and ``data_dir``, its output
+    appended to ``log``; not yet ready."""
+    port = port or free_port()
+    with log.open("ab") as out:
         proc = await spawn_chatapp(
             *("--port", str(port), "--data-dir", str(data_dir), *args),
             cwd=cwd,
@@ -168,6 +174,13 @@ async def spawn_server(
             stderr=asyncio.subprocess.STDOUT,
         )
     return Server(proc, port, data_dir, log)
+
+
+async def restart(server: Server) -> Server:
+    """The same server again, once ready: same port, data directory and log."""
+    again = await spawn_server(server.data_dir, log=server.log, port=server.port)
+    await wait_ready(again)
+    return again
 
 
 async def wait_ready(server: Server) -> None:

@@ -8,7 +8,6 @@ for outcomes on the page, never for fixed times.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
@@ -33,7 +32,7 @@ from chatpage import (
 from conftest import connect_json, post
 from factories import SECRET, token
 from playwright.async_api import Browser, Page, Route, WebSocketRoute, async_playwright, expect
-from procs import Server, spawn_chatapp, wait_ready
+from procs import restart
 from tornado.ioloop import IOLoop
 from tornado.web import RequestHandler
 
@@ -204,19 +203,6 @@ async def test_new_messages_while_scrolled_up_get_a_marker_and_a_jump_button(
     await jump.click()
     await expect(jump).to_be_hidden()
     await expect(chat.item("fresh two")).to_be_in_viewport()
-
-
-async def restart(server: Server) -> Server:
-    """The same server again: same port, same data directory."""
-    with server.log.open("ab") as log:
-        proc = await spawn_chatapp(
-            *("--port", str(server.port), "--data-dir", str(server.data_dir)),
-            stdout=log,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-    again = Server(proc, server.port, server.data_dir, server.log)
-    await wait_ready(again)
-    return again
 
 
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["graceful", "crash"])
