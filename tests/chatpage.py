@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from conftest import connect_json
+from factories import TICK
 from playwright.async_api import Browser, BrowserContext, Locator, Page, Playwright, expect
 from tornado.httpclient import AsyncHTTPClient
 
@@ -30,9 +31,9 @@ LAUNCH_ARGS = [
     "--disable-sync",
 ]
 #: Upper bound of any wait for the page; a healthy run needs a fraction of it.
-WAIT_MS = 15_000
+WAIT_MS = round(150 * TICK * 1000)
 #: Reconnecting after a restart includes a randomised backoff of a few seconds.
-RECONNECT_WAIT_MS = 60_000
+RECONNECT_WAIT_MS = round(600 * TICK * 1000)
 
 expect.set_options(timeout=WAIT_MS)
 
