@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
+from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
 from chatdata import populate
-from factories import ALICE, BOB, SECRET, T0, new, token
+from factories import ALICE, BOB, SECRET, T0, eventually, new, token
 from revisions import migrate_to
-from sqlalchemy import text
+from sqlalchemy import event, text
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 from chatapp.limits import MAX_SEARCH_QUERY_CHARS, SEARCH_COUNT_CAP
 from chatapp.store.engine import create_engine, open_store
+from chatapp.store.files import sqlite_file
 from chatapp.store.schema import FTS_TABLE, PG_SEARCH_INDEX, MessageRow
 from chatapp.store.search import Word, fts5_query, words
 from chatapp.store.search import statement as search_statement
+from chatapp.store.search_index import attach, index_path
 from chatapp.store.sql import SqlStore
 
 #: Fresh databases on both backends, as in the store tests.
@@ -167,19 +171,18 @@ async def test_a_query_without_words_finds_nothing(store):
     assert await found(store, "***") == []
 
 
-async def test_search_follows_updates_and_deletes(store, db_url):
-    """Changed text is found by its new words only; deleted messages are gone from search."""
-    await store.append([new("original wording"), new("to be removed")])
+async def test_messages_deleted_by_hand_are_not_found(store, db_url):
+    """A message deleted outside chatapp (plain SQL) is gone from search at once."""
+    await store.append([new("kept wording"), new("to be removed")])
+    assert await found(store, "removed") == [("general", 2)]
     engine = create_engine(db_url)
     try:
         async with engine.begin() as conn:
-            await conn.execute(text("UPDATE messages SET text = 'edited wording' WHERE seq = 1"))
             await conn.execute(text("DELETE FROM messages WHERE seq = 2"))
     finally:
         await engine.dispose()
-    assert await found(store, "original") == []
-    assert await found(store, "edited") == [("general", 1)]
     assert await found(store, "removed") == []
+    assert await found(store, "kept") == [("general", 1)]
 
 
 async def test_pruned_messages_are_not_found(store):
@@ -195,6 +198,50 @@ async def test_pruned_messages_are_not_found(store):
 @pytest.fixture
 def sqlite_url(tmp_path) -> str:
     return f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}"
+
+
+def indexed_ids(database: str) -> list[int]:
+    with sqlite3.connect(index_path(Path(database))) as db:
+        return [row[0] for row in db.execute("SELECT rowid FROM messages_fts ORDER BY rowid")]
+
+
+async def test_retention_removes_pruned_text_from_the_index_file(sqlite_url, tmp_path):
+    """What retention deletes leaves no trace in chat-search.db either."""
+    store = await open_store(sqlite_url)
+    try:
+        await store.append([new("old secret", at=T0), new("new secret")])
+        assert await found(store, "secret") == [("general", 2), ("general", 1)]
+        await store.prune("general", T0.replace(year=2030), 1)
+        assert indexed_ids(str(tmp_path / "chat.db")) == [2]
+    finally:
+        await store.close()
+
+
+async def test_a_lost_index_file_is_rebuilt_from_the_messages(sqlite_url, tmp_path):
+    """The index is derived data: without its file, the next start indexes every message."""
+    store = await open_store(sqlite_url)
+    await store.append([new("first words"), new("second words")])
+    await store.close()
+    for name in ("chat-search.db", "chat-search.db-wal", "chat-search.db-shm"):
+        (tmp_path / name).unlink(missing_ok=True)
+    store = await open_store(sqlite_url)
+    try:
+        assert sorted(await found(store, "words")) == [("general", 1), ("general", 2)]
+        assert indexed_ids(str(tmp_path / "chat.db")) == [1, 2]
+    finally:
+        await store.close()
+
+
+async def test_messages_are_indexed_in_the_background_soon_after_their_commit(sqlite_url, tmp_path):
+    """No search needed: the index file follows the commits by itself."""
+    store = await open_store(sqlite_url)
+    try:
+        await store.append([new("one"), new("two")])
+        await eventually(
+            lambda: indexed_ids(str(tmp_path / "chat.db")) == [1, 2], "both messages indexed"
+        )
+    finally:
+        await store.close()
 
 
 async def test_search_ignores_accents(store):
@@ -246,6 +293,10 @@ async def test_search_reads_the_full_text_index(populated):
     """The search statement is planned on the full-text index: FTS5's table on SQLite,
     the GIN index on PostgreSQL (even on a tiny table, once scans are discouraged)."""
     engine = create_engine(populated)
+    database = sqlite_file(populated)
+    if database is not None:  # as the store's connections see it
+        index = index_path(database)
+        event.listen(engine.sync_engine, "connect", lambda conn, _record: attach(conn, index))
     dialect = engine.dialect
     query = search_statement(dialect.name, words("hello wor*"), [MessageRow.id], None, 20)
     sql = str(query.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
@@ -253,7 +304,9 @@ async def test_search_reads_the_full_text_index(populated):
         async with engine.connect() as conn:
             if dialect.name == "sqlite":
                 plan = [r[3] for r in await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}")]
-                assert any(line.startswith(f"SCAN {FTS_TABLE} VIRTUAL TABLE") for line in plan)
+                assert any(
+                    line.startswith(f"SCAN search.{FTS_TABLE} VIRTUAL TABLE") for line in plan
+                ), plan
                 return
             await conn.exec_driver_sql("SET enable_seqscan = off")  # tiny table: make it choose
             plan = [r[0] for r in await conn.exec_driver_sql(f"EXPLAIN {sql}")]
@@ -399,3 +452,28 @@ async def test_search_endpoint_keeps_to_the_rooms_a_token_allows(serve, settings
     with pytest.raises(HTTPClientError) as caught:
         await get_search(base, q="hello")
     assert caught.value.code == 401
+
+
+async def test_an_index_ahead_of_a_restored_database_starts_afresh(sqlite_url, tmp_path):
+    """A database restored from an older backup gives out message ids again; the index of
+    the lost messages must not answer for the new ones."""
+    store = await open_store(sqlite_url)
+    await store.append([new("before the backup")])
+    await store.close()
+    backup = tmp_path / "backup.db"
+    with sqlite3.connect(tmp_path / "chat.db") as db, sqlite3.connect(backup) as copy:
+        db.backup(copy)
+    store = await open_store(sqlite_url)
+    await store.append([new("lost in the restore")])
+    assert await found(store, "lost") == [("general", 2)]
+    await store.close()
+    for suffix in ("", "-wal", "-shm"):
+        (tmp_path / f"chat.db{suffix}").unlink(missing_ok=True)
+    backup.rename(tmp_path / "chat.db")
+    store = await open_store(sqlite_url)
+    try:
+        await store.append([new("after the restore")])  # id 2 again
+        assert await found(store, "lost") == []
+        assert await found(store, "restore") == [("general", 2)]
+    finally:
+        await store.close()

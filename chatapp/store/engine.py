@@ -20,7 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from chatapp.errors import SchemaMismatch, StoreError
 from chatapp.limits import DEFAULT_DB_TIMEOUT
-from chatapp.store import files, migrate, readonly, writable
+from chatapp.store import files, migrate, readonly, search_index, writable
+from chatapp.store.search_index import SearchIndex
 from chatapp.store.sql import SqlStore
 from chatapp.store.transactions import (
     PoolTransactions,
@@ -129,13 +130,33 @@ async def open_store(
     if migrate_schema:
         await upgrade_schema(url)
     engine, _ = await _prepared(url, _require_current, timeout=timeout)
-    store = SqlStore(engine, writer_transactions(engine, url, timeout))
+    try:
+        index = await _search_index(engine)
+    except StoreError:
+        await engine.dispose()
+        raise
+    store = SqlStore(engine, writer_transactions(engine, url, timeout), index)
     try:
         await store.writable()
     except StoreError:
         await store.close()
         raise
     return store
+
+
+async def _search_index(engine: AsyncEngine) -> SearchIndex | None:
+    """SQLite: the search index file beside the database, attached to every connection of
+    ``engine`` from now on."""
+    database = files.sqlite_file(engine.url)
+    if engine.dialect.name != "sqlite" or database is None:
+        return None
+    index = SearchIndex(database)
+    await index.open()
+    event.listen(
+        engine.sync_engine, "connect", lambda conn, _record: search_index.attach(conn, index.path)
+    )
+    await engine.dispose()  # connections opened so far lack it
+    return index
 
 
 async def upgrade_schema(url: str) -> migrate.Revision:

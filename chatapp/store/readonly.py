@@ -18,6 +18,7 @@ the role's privileges: docs/sql.md shows a SELECT-only role.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -25,6 +26,7 @@ from urllib.parse import quote
 from sqlalchemy import URL, Engine, event
 
 from chatapp.errors import StoreError
+from chatapp.store import files, search_index
 from chatapp.store.authorizer import AUTHORIZER, ReadsOnly
 
 #: Dialects whose read-only mode this module knows how to switch on.
@@ -57,17 +59,26 @@ def read_only_url(url: URL) -> URL:
 
 
 def install(engine: Engine) -> None:
-    """Make every new connection of ``engine`` refuse writes (after ``read_only_url``)."""
+    """Make every new connection of ``engine`` refuse writes (after ``read_only_url``).
+
+    On SQLite the search index (``search_index``), where there is one, is attached
+    read-only as ``search``, so ``search.messages_fts`` can be queried beside the tables.
+    """
     if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_session)
+        database = files.sqlite_file(engine.url)
+        index = search_index.index_path(database) if database is not None else None
+        event.listen(engine, "connect", partial(_sqlite_session, index=index))
     else:
         event.listen(engine, "connect", _postgresql_session)
 
 
-def _sqlite_session(dbapi_connection: Any, record: Any) -> None:
+def _sqlite_session(dbapi_connection: Any, record: Any, index: Path | None) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA busy_timeout=5000")  # wait out the server's commits
     cursor.execute("PRAGMA query_only=ON")
+    if index is not None and index.is_file():
+        uri = "file:" + quote(str(index)) + "?mode=ro"
+        cursor.execute(f"ATTACH DATABASE ? AS {search_index.SCHEMA}", (uri,))
     cursor.close()
     authorizer = record.info[AUTHORIZER] = ReadsOnly()
     dbapi_connection.run_async(lambda driver: driver.set_authorizer(authorizer))

@@ -5,7 +5,8 @@ the database, so FTS5 operators (``AND``, ``NEAR``, quotes, parentheses) are
 matched as text and no input can be a syntax error; a word ending in ``*``
 matches as a prefix. Every word must match. Both databases fold case and
 accents ("cafe" finds "Café"), rank by relevance and then newest first, and
-read an index: SQLite ranks with FTS5's bm25 over ``messages_fts``;
+read an index: SQLite ranks with FTS5's bm25 over ``search.messages_fts`` (a file of
+its own, ``chatapp.store.search_index``);
 PostgreSQL with ``ts_rank`` over the ``chatapp_search`` configuration
 (``simple`` plus ``unaccent``), whose GIN index ``ix_messages_text_search``
 covers the same expression (migration 0005). A word that is several tokens
@@ -37,8 +38,9 @@ from sqlalchemy.orm import InstrumentedAttribute
 
 from chatapp.errors import SearchUnsupported
 from chatapp.store.schema import FTS_TABLE, PG_SEARCH_CONFIG, MessageRow
+from chatapp.store.search_index import SCHEMA as SEARCH_SCHEMA
 
-_FTS = table(FTS_TABLE, column("rowid", Integer), column("rank", Float))
+_FTS = table(FTS_TABLE, column("rowid", Integer), column("rank", Float), schema=SEARCH_SCHEMA)
 _PG_CONFIG: ColumnElement[Any] = literal_column(f"'{PG_SEARCH_CONFIG}'::regconfig")
 #: ``ts_rank`` divides by the message's length in words, so that, as with bm25,
 #: a word counts for more in a short message than in a long one.

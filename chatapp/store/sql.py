@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
 )
 
-from chatapp.errors import SchemaMismatch, StoreError
+from chatapp.errors import SchemaMismatch, SearchUnsupported, StoreError
 from chatapp.limits import MAX_SEQ
 from chatapp.model import (
     Appended,
@@ -43,6 +43,7 @@ from chatapp.store.schema import MESSAGE_COLUMNS, MessageRow, RoomRow, SecretRow
 from chatapp.store.search import count_statement
 from chatapp.store.search import statement as search_statement
 from chatapp.store.search import words as search_words
+from chatapp.store.search_index import SearchIndex
 from chatapp.store.transactions import PoolTransactions, Transactions, as_store_error, first_line
 from chatapp.store.writes import (
     CONFLICT_ROUNDS,
@@ -98,8 +99,14 @@ def _answers(method: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Corouti
 class SqlStore:
     """``Store`` over any SQLAlchemy async engine whose dialect supports RETURNING."""
 
-    def __init__(self, engine: AsyncEngine, writes: Transactions | None = None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        writes: Transactions | None = None,
+        index: SearchIndex | None = None,
+    ) -> None:
         self._engine = engine
+        self._index = index
         self._file = files.sqlite_file(engine.url)
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._writes = writes or PoolTransactions(engine)
@@ -125,6 +132,8 @@ class SqlStore:
                 originals.update(await self._by_client_ids(conflict.keys))
                 continue
             self._known_rooms.update(new_rooms)
+            if self._index is not None:
+                self._index.committed()
             return results_of(batch, originals, stored)
         raise StoreError("messages with the same client_ids kept arriving from elsewhere")
 
@@ -216,12 +225,21 @@ class SqlStore:
         found = search_words(query)
         if not found or limit < 1 or (rooms is not None and not rooms):
             return []
+        await self._searchable()
         statement = search_statement(
             self._engine.dialect.name, found, MESSAGE_COLUMNS, rooms, limit
         )
         async with self._sessions() as session:
             rows = (await session.execute(statement)).all()
         return [SearchHit(message_of(row), float(row.score)) for row in rows]
+
+    async def _searchable(self) -> None:
+        """SQLite: the index holds every message committed before the search began."""
+        if self._engine.dialect.name != "sqlite":
+            return
+        if self._index is None:
+            raise SearchUnsupported("search needs an SQLite database file, not one in memory")
+        await self._index.catch_up()
 
     @_answers
     async def head(self, room: str) -> int:
@@ -244,6 +262,7 @@ class SqlStore:
         found = search_words(query)
         if not found or up_to < 1 or (rooms is not None and not rooms):
             return 0
+        await self._searchable()
         statement = count_statement(self._engine.dialect.name, found, rooms, up_to)
         async with self._sessions() as session:
             return int(await session.scalar(statement) or 0)
@@ -287,9 +306,14 @@ class SqlStore:
                     break  # keep it, and so everything after it
                 doomed.append(seq)
             if doomed:
-                await session.execute(
-                    delete(MessageRow).where(MessageRow.room == room, MessageRow.seq <= doomed[-1])
+                deleted = await session.execute(
+                    delete(MessageRow)
+                    .where(MessageRow.room == room, MessageRow.seq <= doomed[-1])
+                    .returning(MessageRow.id)
                 )
+                ids = list(deleted.scalars())
+        if doomed and self._index is not None:
+            await self._index.forget(ids)
         return len(doomed)
 
     async def ping(self) -> None:
@@ -336,4 +360,6 @@ class SqlStore:
 
     async def close(self) -> None:
         await self._writes.close()
+        if self._index is not None:
+            await self._index.close()
         await self._engine.dispose()
