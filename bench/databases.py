@@ -26,6 +26,7 @@ from sqlalchemy.exc import ArgumentError
 from bench import prefill
 from bench.prefill import PrefillSpec
 from bench.system import RESULTS, BenchError
+from chatapp.store.search_index import index_path
 
 _T = TypeVar("_T")
 
@@ -74,6 +75,7 @@ class SqliteDatabases:
         cached = self.cached(spec)
         data_dir.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(cached, data_dir / "chat.db")
+        shutil.copyfile(index_path(cached), index_path(data_dir / "chat.db"))
         return sqlite_url(data_dir / "chat.db")
 
     def cached(self, spec: PrefillSpec) -> Path:
@@ -90,6 +92,8 @@ class SqliteDatabases:
                 raise BenchError("prefill: the schema server left a WAL behind (not stopped?)")
         prefill.fill_sqlite(building / "chat.db", spec)
         RESULTS.mkdir(parents=True, exist_ok=True)
+        # the search index first: a cached database never lacks its index
+        os.replace(index_path(building / "chat.db"), index_path(cached))
         os.replace(building / "chat.db", cached)
         shutil.rmtree(building, ignore_errors=True)
         return cached

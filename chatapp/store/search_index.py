@@ -136,11 +136,11 @@ class SearchIndex:
             except StoreError as exc:
                 log.warning("search index: catching up failed, will try again: %s", exc)
 
-    async def catch_up(self) -> None:
-        """Index every message committed so far; ``StoreError`` if that is too many to wait
-        for (the index is being built)."""
-        behind = await self._run(self._behind)
-        if behind > MOST_BEHIND_FOR_SEARCH:
+    async def catch_up(self, most_behind: int | None = MOST_BEHIND_FOR_SEARCH) -> None:
+        """Index every message committed so far; ``StoreError`` if that is more than
+        ``most_behind`` (None: wait for any number)."""
+        behind = await self._run(self._behind) if most_behind is not None else 0
+        if most_behind is not None and behind > most_behind:
             raise StoreError(
                 f"the search index is being built ({behind} messages to go); try again in a moment"
             )
