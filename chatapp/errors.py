@@ -15,6 +15,7 @@
     │       └── QueryError         a user's SQL failed in the database
     │           └── WriteRefused   ... because it tried to write on a read-only connection
     ├── ConfigError            settings, key material or surroundings the server cannot start with
+    ├── BrokerError            the broker handed over what this process cannot read
     └── ClientError            what the command-line client met at a server
         ├── Refused            the server said no
         └── Unreachable        no answer
@@ -65,6 +66,7 @@ class ErrorCode(StrEnum):
     BAD_QUERY = "bad_query"
     READ_ONLY = "read_only"
     SCHEMA_MISMATCH = "schema_mismatch"
+    BROKER = "broker"
     REFUSED = "refused"
     UNREACHABLE = "unreachable"
 
@@ -235,6 +237,13 @@ class ConfigError(ChatError):
     the server or a tool from starting; the reason tells the operator what to fix."""
 
     code = ErrorCode.BAD_CONFIG
+
+
+class BrokerError(ChatError):
+    """An event from the broker this process cannot read (a newer format, or garbage): it is
+    skipped, and the database supplies the messages it carried."""
+
+    code = ErrorCode.BROKER
 
 
 class ClientError(ChatError):

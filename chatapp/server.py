@@ -19,7 +19,9 @@ from tornado.netutil import bind_sockets
 from tornado.web import Application
 
 from chatapp.auth import keys
+from chatapp.broker import Broker
 from chatapp.broker.memory import LocalBroker
+from chatapp.broker.redis import RedisBroker, RedisConnection
 from chatapp.core.admission import Admission
 from chatapp.core.hub import Hub
 from chatapp.core.service import ChatService
@@ -63,6 +65,7 @@ async def build(settings: Settings) -> Chat:
     )
     try:
         auth = keys.authenticator(settings, key, await keys.guest_secret(settings, store))
+        broker = await _broker(settings)
     except BaseException:
         await store.close()
         raise
@@ -76,19 +79,28 @@ async def build(settings: Settings) -> Chat:
     service = ChatService(
         store,
         hub,
-        LocalBroker(hub.deliver),
+        broker,
         metrics,
         admission,
         max_rooms=settings.max_rooms_per_connection,
         retention_days=settings.retention_days,
         db_timeout=settings.db_timeout,
     )
-    service.start()
+    await service.start()
     open_sockets: set[Socket] = set()
     app = make_app(service, auth, settings, metrics, open_sockets)
     keepalive = Keepalive(lambda: open_sockets, settings.ping_interval)
     keepalive.start()
     return Chat(app, service, metrics, store.description, keepalive)
+
+
+async def _broker(settings: Settings) -> Broker:
+    """The Redis broker with ``--redis`` (connected, or ``ConfigError``), else the local one."""
+    if settings.redis_url is None:
+        return LocalBroker()
+    redis = RedisConnection(settings.redis_url)
+    await redis.start()
+    return RedisBroker(redis)
 
 
 def _prepare_data_dir(settings: Settings) -> None:

@@ -98,7 +98,8 @@ class ChatService:
         hub.on_gap = self._gap
         metrics.count_connections(lambda: len(admission.open))
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        await self._broker.start(self._hub.deliver, self._resync)
         self._writer.start()
         if self._retention is not None:
             self._retention.start()
@@ -335,22 +336,30 @@ class ChatService:
             self._gap(room, last)
 
     async def _watch_heads(self) -> None:
-        """Every HEAD_CHECK_INTERVAL: rooms whose newest stored seq is ahead of what was
-        delivered here get the rest from the store."""
+        """Every HEAD_CHECK_INTERVAL: ``_check_heads``."""
         while True:
             await asyncio.sleep(HEAD_CHECK_INTERVAL)
-            known = {room: seq for room, seq in self._hub.active_rooms().items() if seq is not None}
-            if not known:
-                continue
-            try:
-                heads = await self._store.heads(list(known))
-            except ChatError as exc:
-                log.warning("checking rooms for missed messages failed: %s", exc.reason)
-                continue
-            for room, head in heads.items():
-                last = self._hub.last_seq(room)
-                if last is not None and head > last:
-                    self._gap(room, last)
+            await self._check_heads()
+
+    def _resync(self) -> None:
+        """The broker may have lost events (it reconnected): check every room now."""
+        self._spawn(self._check_heads())
+
+    async def _check_heads(self) -> None:
+        """Rooms with members here whose newest stored seq is ahead of what was delivered
+        here get the rest from the store."""
+        known = {room: seq for room, seq in self._hub.active_rooms().items() if seq is not None}
+        if not known:
+            return
+        try:
+            heads = await self._store.heads(list(known))
+        except ChatError as exc:
+            log.warning("checking rooms for missed messages failed: %s", exc.reason)
+            return
+        for room, head in heads.items():
+            last = self._hub.last_seq(room)
+            if last is not None and head > last:
+                self._gap(room, last)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
