@@ -156,7 +156,7 @@ async def serve(settings: Settings) -> None:
         ) from None
     try:
         _prepare_data_dir(settings)  # where the default database and its lock file go
-        with lock_database(settings.database_url, shared=False):
+        with lock_database(settings.database_url, shared=settings.redis_url is not None):
             await _run(settings, sockets)
     finally:
         for sock in sockets:
