@@ -15,6 +15,7 @@
     │       └── QueryError         a user's SQL failed in the database
     │           └── WriteRefused   ... because it tried to write on a read-only connection
     ├── ConfigError            settings, key material or surroundings the server cannot start with
+    │   └── UsageError         options that do not go together (exit 2, like a malformed one)
     ├── BrokerError            the broker handed over what this process cannot read
     └── ClientError            what the command-line client met at a server
         ├── Refused            the server said no
@@ -62,6 +63,7 @@ class ErrorCode(StrEnum):
     SHUTTING_DOWN = "shutting_down"
     # --- local: start-up and the command-line tools
     BAD_CONFIG = "bad_config"
+    BAD_USAGE = "bad_usage"
     UNKNOWN_ROOM = "unknown_room"
     BAD_QUERY = "bad_query"
     READ_ONLY = "read_only"
@@ -124,6 +126,7 @@ _CLOSE_CODE: dict[ErrorCode, CloseCode] = {
 
 _EXIT_CODE: dict[ErrorCode, ExitCode] = {
     ErrorCode.UNREACHABLE: ExitCode.UNREACHABLE,
+    ErrorCode.BAD_USAGE: ExitCode.USAGE,
 }
 
 
@@ -237,6 +240,12 @@ class ConfigError(ChatError):
     the server or a tool from starting; the reason tells the operator what to fix."""
 
     code = ErrorCode.BAD_CONFIG
+
+
+class UsageError(ConfigError):
+    """Options that contradict each other; the command line must change."""
+
+    code = ErrorCode.BAD_USAGE
 
 
 class BrokerError(ChatError):

@@ -130,7 +130,7 @@ async def test_the_publisher_gets_its_own_events_at_once(peers):
 async def test_events_cross_with_every_field_intact(peers):
     """What arrives is equal to what was published: text, time, ids, client_id."""
     await subscribe_all(peers)
-    sent = [message(7, text="line\nwith \"quotes\" and emoji 🎉"), message(8)]
+    sent = [message(7, text='line\nwith "quotes" and emoji 🎉'), message(8)]
     await peers[0].broker.publish(sent)
     await until(lambda: all(len(p.received) == 2 for p in peers))
     assert all(p.received == sent for p in peers)
