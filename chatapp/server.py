@@ -29,6 +29,9 @@ from chatapp.core.service import ChatService
 from chatapp.errors import ConfigError, ErrorCode, ExitCode, UsageError, close_code
 from chatapp.ops.gcpause import FullCollectionGuard
 from chatapp.ops.metrics import Metrics
+from chatapp.presence import Presence
+from chatapp.presence.memory import LocalPresence
+from chatapp.presence.redis import RedisPresence
 from chatapp.settings import Settings
 from chatapp.store.engine import open_store
 from chatapp.store.file_lock import lock_database
@@ -67,16 +70,17 @@ async def build(settings: Settings) -> Chat:
     )
     try:
         auth = keys.authenticator(settings, key, await keys.guest_secret(settings, store))
-        broker = await _broker(settings)
+        broker, presence = await _shared(settings)
     except BaseException:
         await store.close()
         raise
     metrics = Metrics()
-    hub = Hub(metrics)
+    hub = Hub(metrics, presence)
     admission = Admission(
         per_user=settings.max_connections_per_user,
         per_address=settings.max_connections_per_address,
         total=settings.max_connections,
+        presence=presence,
     )
     service = ChatService(
         store,
@@ -87,6 +91,7 @@ async def build(settings: Settings) -> Chat:
         max_rooms=settings.max_rooms_per_connection,
         retention_days=settings.retention_days,
         db_timeout=settings.db_timeout,
+        presence=presence,
     )
     await service.start()
     open_sockets: set[Socket] = set()
@@ -96,13 +101,14 @@ async def build(settings: Settings) -> Chat:
     return Chat(app, service, metrics, store.description, keepalive)
 
 
-async def _broker(settings: Settings) -> Broker:
-    """The Redis broker with ``--redis`` (connected, or ``ConfigError``), else the local one."""
+async def _shared(settings: Settings) -> tuple[Broker, Presence]:
+    """What processes share: through Redis with ``--redis`` (connected, or ``ConfigError``),
+    else nothing (the in-process broker and presence)."""
     if settings.redis_url is None:
-        return LocalBroker()
+        return LocalBroker(), LocalPresence()
     redis = RedisConnection(settings.redis_url)
     await redis.start()
-    return RedisBroker(redis)
+    return RedisBroker(redis), RedisPresence(redis, ttl=settings.presence_ttl)
 
 
 def _prepare_data_dir(settings: Settings) -> None:

@@ -12,10 +12,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from cluster import SETTLE_TIMEOUT as SETTLE
 from cluster import Member, guest_token, stored_seqs, until
 from factories import BOB, new
 from procs import Launch, Server
 from redisproc import RedisServer
+from tornado.httpclient import HTTPClientError
 
 from chatapp.broker.redis import RedisBroker, RedisConnection
 from chatapp.model import MessageEvent
@@ -197,3 +199,77 @@ async def test_a_lost_or_late_publish_is_filled_in_from_the_database(
         await late.close()
         await store.close()
     assert lost.message.seq == 2 and skipped.message.seq == 3
+
+
+#: A short presence expiry, so that tests see a dead process's members leave quickly.
+PRESENCE_TTL = "1.5"
+
+
+async def test_presence_lists_members_of_every_process_and_drops_a_killed_ones(
+    launch, tmp_path, db_url, private_redis
+):
+    """Members on two processes see each other in presence; after kill -9 of one, its
+    members leave the others' presence once --presence-ttl has passed."""
+    servers = await start_cluster(
+        launch, tmp_path, db_url, private_redis, 2, "--presence-ttl", PRESENCE_TTL
+    )
+    ann, bob = await seat(servers, 2)
+    both = ["m0", "m1"]
+    await until(lambda: ann.presence.get("r0") == both and bob.presence.get("r0") == both)
+    await servers[1].stop(signal.SIGKILL)
+    await until(lambda: ann.presence.get("r0") == ["m0"], what="the dead process's members gone")
+
+
+async def test_the_per_user_cap_counts_connections_on_every_process(
+    launch, tmp_path, db_url, private_redis
+):
+    """--max-connections-per-user 2 across two processes: a third connection of the user
+    is refused (429) whichever process it reaches; one closing, or its process dying,
+    frees a place."""
+    servers = await start_cluster(
+        launch,
+        tmp_path,
+        db_url,
+        private_redis,
+        2,
+        "--max-connections-per-user",
+        "2",
+        "--presence-ttl",
+        PRESENCE_TTL,
+    )
+    token = await guest_token(servers[0].http_url, "Ann")
+    first, second = Member("Ann", token), Member("Ann", token)
+    await first.connect(servers[0].ws_url, ["general"])
+    await second.connect(servers[1].ws_url, ["general"])
+    await until_refused(servers[0], token)
+    first.close()
+    await until_admitted(servers[0], token)
+    await servers[1].stop(signal.SIGKILL)  # takes the second connection's count with it
+    await until_admitted(servers[0], token)
+
+
+async def connect_attempt(server: Server, token: str) -> int:
+    """101 if the server lets one more connection of the token's user in (closed at once),
+    else the HTTP status of the refusal."""
+    try:
+        member = Member("probe", token)
+        await member.connect(server.ws_url, ["general"])
+    except HTTPClientError as exc:
+        return exc.code
+    member.close()
+    await until(lambda: not member.connected, what="probe closed")
+    return 101
+
+
+async def until_refused(server: Server, token: str) -> None:
+    deadline = asyncio.get_running_loop().time() + SETTLE
+    while (code := await connect_attempt(server, token)) != 429:
+        assert code == 101 and asyncio.get_running_loop().time() < deadline, code
+        await asyncio.sleep(0.05)
+
+
+async def until_admitted(server: Server, token: str) -> None:
+    deadline = asyncio.get_running_loop().time() + SETTLE
+    while (code := await connect_attempt(server, token)) != 101:
+        assert code == 429 and asyncio.get_running_loop().time() < deadline, code
+        await asyncio.sleep(0.1)

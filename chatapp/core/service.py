@@ -50,6 +50,8 @@ from chatapp.model import (
 )
 from chatapp.ops.metrics import Metrics
 from chatapp.ops.retention import Retention
+from chatapp.presence import Presence
+from chatapp.presence.memory import LocalPresence
 from chatapp.store import Store
 
 log = logging.getLogger(__name__)
@@ -82,8 +84,10 @@ class ChatService:
         max_rooms: int = DEFAULT_MAX_ROOMS,
         retention_days: float = 0,
         db_timeout: float = DEFAULT_DB_TIMEOUT,
+        presence: Presence | None = None,
     ) -> None:
         self._store = store
+        self._presence: Presence = presence or LocalPresence()
         self._hub = hub
         self._broker = broker
         self._metrics = metrics
@@ -100,6 +104,7 @@ class ChatService:
 
     async def start(self) -> None:
         await self._broker.start(self._hub.deliver, self._resync)
+        await self._presence.start(self._hub.others_changed)
         self._writer.start()
         if self._retention is not None:
             self._retention.start()
@@ -118,6 +123,7 @@ class ChatService:
         if self._retention is not None:
             await self._retention.close()
         await self._writer.close()
+        await self._presence.close()
         await self._broker.close()
         await self._store.close()
 

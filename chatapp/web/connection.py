@@ -117,8 +117,9 @@ class Socket(BaseHandler, WebSocketHandler):
         """This endpoint's encoder (from the server's ``Encoders``)."""
         raise NotImplementedError
 
-    def prepare(self) -> None:
-        """Refuse before the upgrade: foreign origin 403, no identity 401, over a cap 429/503."""
+    async def prepare(self) -> None:
+        """Refuse before the upgrade: foreign origin 403, no identity 401, over a cap 429/503
+        (the per-user cap counting the user's connections on every process)."""
         connection_id.set(self.id)
         require_allowed_origin(self, self.server_settings)
         self.identity = self.identify(self.auth)
@@ -126,6 +127,7 @@ class Socket(BaseHandler, WebSocketHandler):
         self.service.admission.check(
             self.identity.user.id, None if is_loopback(self.address) else self.address
         )
+        await self.service.admission.check_elsewhere(self.identity.user.id)
 
     def check_origin(self, origin: str) -> bool:
         return True  # decided in prepare(), which answers with a JSON reason
