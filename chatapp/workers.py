@@ -8,14 +8,17 @@ own. The parent forwards SIGTERM and SIGINT to every worker and exits once
 all have: 0 when all drained cleanly. A worker that dies by a signal (a
 crash, ``kill -9``) is replaced; one that exits with an error (it could not
 start) stops the group with that exit code, so a broken set-up does not
-fork forever.
+fork forever. Workers get SIGTERM when the supervisor dies, even by
+``kill -9``: none is left behind holding the port.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
+import sys
 from contextlib import suppress
 from types import FrameType
 
@@ -24,6 +27,19 @@ from chatapp.errors import ExitCode
 log = logging.getLogger(__name__)
 
 _FORWARDED = (signal.SIGTERM, signal.SIGINT)
+#: prctl(2) option: the signal this process gets when its parent dies.
+PR_SET_PDEATHSIG = 1
+
+
+def _stop_with_parent(supervisor: int) -> None:
+    """Have the kernel send this worker SIGTERM when the supervisor dies, however it dies
+    (``kill -9`` included), so that no worker is left serving on its own (Linux only)."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != supervisor:  # it died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def fork_workers(count: int) -> int | None:
@@ -41,6 +57,7 @@ def fork_workers(count: int) -> int | None:
                 os.kill(pid, sig)
 
     previous = {sig: signal.signal(sig, forward) for sig in _FORWARDED}
+    supervisor = os.getpid()
     while True:
         while not stopping and len(children) < count:
             # a signal between fork and bookkeeping would miss the new worker: hold it
@@ -49,6 +66,7 @@ def fork_workers(count: int) -> int | None:
             if pid == 0:
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
+                _stop_with_parent(supervisor)
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORWARDED)
                 return None
             children.add(pid)

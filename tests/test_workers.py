@@ -71,3 +71,14 @@ async def test_a_killed_worker_is_replaced(launch, private_redis):
     await member.connect(server.ws_url, ["general"])
     await asyncio.sleep(0)
     assert await server.stop(signal.SIGTERM) == 0
+
+
+@pytest.mark.redis
+async def test_workers_stop_when_their_supervisor_is_killed(launch, private_redis):
+    """kill -9 of the parent: the kernel tells every worker to stop; none keeps the port."""
+    server = await launch(None, "--workers", "2", "--redis", private_redis.url)
+    await until(lambda: len(children_of(server.proc.pid)) == 2, what="two workers")
+    workers = children_of(server.proc.pid)
+    await server.stop(signal.SIGKILL)
+    for pid in workers:
+        await until(lambda pid=pid: not os.path.exists(f"/proc/{pid}"), what=f"{pid} exited")

@@ -21,7 +21,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Sequence
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -40,6 +40,9 @@ PREFIX = "chatapp:"
 COMMAND_TIMEOUT = 2.0
 #: Seconds between liveness checks of idle Redis connections.
 HEALTH_INTERVAL = 5.0
+#: Connections to Redis per process, the subscription's included: a burst of connects (each
+#: asks for the user's connection count) waits for one instead of opening hundreds.
+POOL_SIZE = 8
 #: Payloads waiting for the publisher; past it the oldest go (their messages are stored).
 MAX_QUEUED = 10_000
 
@@ -50,13 +53,16 @@ class RedisConnection:
 
     def __init__(self, url: str, *, prefix: str = PREFIX) -> None:
         try:
-            self.client: Redis = Redis.from_url(
+            pool = BlockingConnectionPool.from_url(
                 url,
+                max_connections=POOL_SIZE,
+                timeout=COMMAND_TIMEOUT,
                 retry=Retry(NoBackoff(), 0),  # reconnecting is ours to do (and notice)
                 socket_timeout=COMMAND_TIMEOUT,
                 socket_connect_timeout=COMMAND_TIMEOUT,
                 health_check_interval=int(HEALTH_INTERVAL),
             )
+            self.client: Redis = Redis.from_pool(pool)
         except ValueError as exc:
             raise ConfigError(f"bad Redis URL {url!r}: {exc}") from None
         self.url = url
