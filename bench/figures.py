@@ -543,18 +543,13 @@ def _per(kib: int, connections: int | None) -> float | None:
     return round(kib / connections, 2) if connections else None
 
 
-def _hold(
-    s: Session, server: Child, url: str, proto: str, n: int, *, patience: float = 0.0
-) -> dict[str, Any]:
-    """Open n idle connections with holder.cjs; the server's RSS before, at READY, settled.
-
-    ``patience``: extra seconds to wait for READY, where connections are expected to fail
-    by the holder's 60 s handshake timeout (a server out of file descriptors)."""
+def _hold(s: Session, server: Child, url: str, proto: str, n: int) -> dict[str, Any]:
+    """Open n idle connections with holder.cjs; the server's RSS before, at READY, settled."""
     time.sleep(SETTLE_BEFORE)
     before = tree_rss_kib(server.pid)
     argv = [s.kit.node, s.kit.tool("holder.cjs"), url, str(n), proto]
     holder = s.procs.start("holder", argv, cores=s.config.load_cores)
-    deadline = time.monotonic() + 60 + n / 50 + patience
+    deadline = time.monotonic() + 60 + n / 50
     ready: dict[str, Any] | None = None
     while ready is None:
         if time.monotonic() > deadline or not holder.running():
