@@ -57,6 +57,7 @@ class Member:
         self.acks: dict[str, tuple[str, int]] = {}  # client_id -> (room, seq)
         self.pending: dict[str, tuple[str, str]] = {}  # client_id -> (room, text), unacked
         self.presence: dict[str, list[str]] = {}  # room -> names in the last presence frame
+        self.typists: list[tuple[str, str]] = []  # (room, name) of each typing notice
         self.conn: WebSocketClientConnection | None = None
         self._reader: asyncio.Task[None] | None = None
 
@@ -113,6 +114,8 @@ class Member:
             elif kind == "ack":
                 self.pending.pop(frame["client_id"], None)
                 self.acks[frame["client_id"]] = (frame["room"], frame["seq"])
+            elif kind == "typing":
+                self.typists.append((room, frame["user"]["name"]))
             elif kind == "presence":
                 self.presence[room] = sorted(u["name"] for u in frame["users"])
 

@@ -208,14 +208,17 @@ PRESENCE_TTL = "1.5"
 async def test_presence_lists_members_of_every_process_and_drops_a_killed_ones(
     launch, tmp_path, db_url, private_redis
 ):
-    """Members on two processes see each other in presence; after kill -9 of one, its
-    members leave the others' presence once --presence-ttl has passed."""
+    """Members on two processes see each other in presence and typing notices; after
+    kill -9 of one, its members leave the others' presence once --presence-ttl passed."""
     servers = await start_cluster(
         launch, tmp_path, db_url, private_redis, 2, "--presence-ttl", PRESENCE_TTL
     )
     ann, bob = await seat(servers, 2)
     both = ["m0", "m1"]
     await until(lambda: ann.presence.get("r0") == both and bob.presence.get("r0") == both)
+    await ann.send({"type": "typing", "room": "r1"})
+    await until(lambda: bob.typists == [("r1", "m0")], what="typing across processes")
+    assert ann.typists == []
     await servers[1].stop(signal.SIGKILL)
     await until(lambda: ann.presence.get("r0") == ["m0"], what="the dead process's members gone")
 

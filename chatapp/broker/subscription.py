@@ -71,16 +71,18 @@ class Subscription:
         """Hand the channel's messages to ``handler``; returns once Redis confirmed the
         subscription, or at once while Redis is unreachable (it is made on reconnection)."""
         key = channel.encode()
-        if key in self._handlers:
-            self._handlers[key] = handler
-            return
+        subscribed = key in self._handlers
         self._handlers[key] = handler
         pubsub = self._pubsub
         if pubsub is None:
             return
-        confirmed = self._confirmed.setdefault(key, asyncio.get_running_loop().create_future())
+        confirmed = self._confirmed.get(key)
+        if subscribed and confirmed is None:
+            return  # confirmed already
         try:
-            await pubsub.subscribe(key)
+            if confirmed is None:  # the first to ask subscribes; later ones wait with it
+                confirmed = self._confirmed[key] = asyncio.get_running_loop().create_future()
+                await pubsub.subscribe(key)
             await asyncio.wait_for(asyncio.shield(confirmed), CONFIRM_TIMEOUT)
         except (RedisError, OSError, TimeoutError) as exc:
             log.warning("subscribing to %s not confirmed: %s", channel, exc)
@@ -89,6 +91,9 @@ class Subscription:
         key = channel.encode()
         if self._handlers.pop(key, None) is None:
             return
+        confirmed = self._confirmed.pop(key, None)
+        if confirmed is not None and not confirmed.done():
+            confirmed.set_result(None)  # nobody needs to wait for it any more
         pubsub = self._pubsub
         if pubsub is not None:
             try:
