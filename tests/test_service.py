@@ -243,8 +243,8 @@ async def test_the_first_joiner_of_a_quiet_room_fills_memory_for_the_next(store,
     the first joiner reads the store; the next get the same page from memory."""
     counting = CountingStore(store._engine)
     hub = Hub()
-    service = ChatService(counting, hub, LocalBroker(hub.deliver), Metrics(), Admission())
-    service.start()
+    service = ChatService(counting, hub, LocalBroker(), Metrics(), Admission())
+    await service.start()
     try:
         await fill(store, stored)
         await join(service, FakeConnection("c1", ALICE))
