@@ -38,6 +38,7 @@ from chatapp.store.file_lock import lock_database
 from chatapp.web.app import make_app
 from chatapp.web.connection import Socket
 from chatapp.web.keepalive import Keepalive
+from chatapp.web.listening import GuardedSocket
 from chatapp.workers import fork_workers
 
 log = logging.getLogger(__name__)
@@ -177,8 +178,9 @@ def run(settings: Settings) -> int:
 
 
 def _bind(host: str, port: int, *, reuse_port: bool) -> list[socket.socket]:
+    """Listening sockets that pause rather than spin when the process is out of files."""
     try:
-        return bind_sockets(port, host, reuse_port=reuse_port)
+        return [GuardedSocket.guarding(s) for s in bind_sockets(port, host, reuse_port=reuse_port)]
     except OSError as exc:
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
