@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from cluster import Member, guest_token, until
-from procs import assert_startup_error, run_chatapp
+from procs import assert_startup_error, free_port, run_chatapp
 
 from chatapp.errors import ExitCode
 
@@ -82,3 +82,11 @@ async def test_workers_stop_when_their_supervisor_is_killed(launch, private_redi
     await server.stop(signal.SIGKILL)
     for pid in workers:
         await until(lambda pid=pid: not os.path.exists(f"/proc/{pid}"), what=f"{pid} exited")
+
+
+def test_an_unreachable_redis_is_a_one_line_start_up_error(tmp_path):
+    """--redis pointing where nothing answers: one line naming it, exit 1."""
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    result = run_chatapp("--redis", url, "--port", "0", "--data-dir", str(tmp_path / "data"))
+    assert f"cannot reach Redis at {url!r}" in assert_startup_error(result)
+    assert result.returncode == ExitCode.FAILED

@@ -115,9 +115,11 @@ class Subscription:
             try:
                 await self._listen(pubsub, restored=lost)
             except (RedisError, OSError, TimeoutError) as exc:
-                if self._up.is_set() or not lost:  # a new outage: say so, back off afresh
+                if self._up.is_set():  # a new outage: say so, back off afresh
                     log.warning("Redis subscription lost (%s); reconnecting", exc or type(exc))
                     delay = BACKOFF_MIN
+                else:  # not up yet (start-up says so if it never comes), or still down
+                    log.debug("Redis not reachable: %s", exc)
                 lost = True
             finally:
                 self._pubsub = None
