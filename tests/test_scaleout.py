@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import signal
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,7 +18,7 @@ from cluster import Member, guest_token, stored_seqs, until
 from factories import BOB, new
 from procs import Launch, Server
 from redisproc import RedisServer
-from tornado.httpclient import HTTPClientError
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 from chatapp.broker.redis import RedisBroker, RedisConnection
 from chatapp.model import MessageEvent
@@ -170,6 +171,8 @@ async def test_redis_faults_mid_traffic_cost_members_only_a_delay(
     await traffic
     assert all(m.connected for m in members)
     await assert_complete(members, db_url)
+    for server in servers:  # each process noticed, and checked its rooms against the database
+        assert await metric(server, "chatapp_broker_resyncs_total") >= 1
 
 
 async def test_a_lost_or_late_publish_is_filled_in_from_the_database(
@@ -199,6 +202,14 @@ async def test_a_lost_or_late_publish_is_filled_in_from_the_database(
         await late.close()
         await store.close()
     assert lost.message.seq == 2 and skipped.message.seq == 3
+    assert all([await metric(server, "chatapp_gap_fills_total") >= 2 for server in servers])
+
+
+async def metric(server: Server, name: str) -> float:
+    """A sample of the server's /metrics."""
+    body = (await AsyncHTTPClient().fetch(f"{server.http_url}/metrics")).body.decode()
+    [value] = re.findall(rf"^{name} (\S+)$", body, re.MULTILINE)
+    return float(value)
 
 
 #: A short presence expiry, so that tests see a dead process's members leave quickly.

@@ -320,6 +320,7 @@ class ChatService:
         """The hub holds messages after a gap: fetch the missing ones from the store."""
         if room not in self._filling:
             self._filling.add(room)
+            self._metrics.gap_fills.inc()
             self._spawn(self._fill(room, after))
 
     async def _fill(self, room: str, after: int) -> None:
@@ -349,6 +350,7 @@ class ChatService:
 
     def _resync(self) -> None:
         """The broker may have lost events (it reconnected): check every room now."""
+        self._metrics.broker_resyncs.inc()
         self._spawn(self._check_heads())
 
     async def _check_heads(self) -> None:
