@@ -12,37 +12,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
-from conftest import open_client
+from conftest import open_client, sign_in
+from factories import BULK_PATIENCE, eventually
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
-from tornado.httpclient import AsyncHTTPClient
 from tornado.websocket import WebSocketClientConnection, WebSocketClosedError
 
-#: Seconds a test waits for a cluster-wide condition (a busy 2-core machine runs several servers).
-SETTLE_TIMEOUT = 30.0
-
-
-async def until(
-    condition: Callable[[], bool], timeout: float = SETTLE_TIMEOUT, what: str = "condition"
-) -> None:
-    """Poll ``condition`` until it holds; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} not met within {timeout} s"
-        await asyncio.sleep(0.02)
+#: How long a test waits for a cluster-wide outcome (several servers share the machine).
+SETTLE = BULK_PATIENCE
 
 
 async def guest_token(http_url: str, name: str) -> str:
-    response = await AsyncHTTPClient().fetch(
-        f"{http_url}/api/guest", method="POST", body=json.dumps({"name": name})
-    )
-    token: str = json.loads(response.body)["token"]
+    """A guest token (valid on every process of the chat)."""
+    token: str = (await sign_in(http_url, {"name": name}))["token"]
     return token
 
 
@@ -76,7 +63,7 @@ class Member:
             if self.seqs[room]:
                 frame["since"] = self.seqs[room][-1]
             await self.send(frame)
-        await until(lambda: self.joined >= set(rooms), what=f"{self.name} joined {rooms}")
+        await eventually(lambda: self.joined >= set(rooms), f"{self.name} joined {rooms}", SETTLE)
 
     def _where(self, room: str) -> str:
         since = f"&since={self.seqs[room][-1]}" if self.seqs[room] else ""

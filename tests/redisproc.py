@@ -12,10 +12,8 @@ import subprocess
 import time
 from contextlib import closing
 
+from factories import PATIENCE
 from procs import free_port
-
-#: Seconds a private Redis gets to accept connections.
-REDIS_START_TIMEOUT = 10.0
 
 
 class RedisServer:
@@ -45,7 +43,7 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + REDIS_START_TIMEOUT
+        deadline = time.monotonic() + PATIENCE
         while True:
             try:
                 with closing(socket.create_connection(("127.0.0.1", self.port), timeout=1)) as s:
@@ -55,7 +53,7 @@ class RedisServer:
             except OSError:
                 pass
             assert time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.02)
+            time.sleep(0.02)  # redis-server starts in milliseconds
 
     def stop(self) -> None:
         """Kill it (SIGKILL: nothing is saved, clients see the connection drop)."""

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pytest
 from conftest import REDIS_HOST, REDIS_PORT
+from factories import TICK, eventually
 from redisproc import RedisServer
 from tornado.ioloop import IOLoop
 
@@ -27,8 +28,6 @@ from chatapp.broker.redis import RedisBroker, RedisConnection
 from chatapp.model import Event, MessageEvent, StoredMessage, TypingEvent, User
 
 ANN = User("u-ann", "Ann")
-#: Seconds a test waits for events to arrive.
-ARRIVAL_TIMEOUT = 5.0
 
 
 @dataclass
@@ -57,15 +56,6 @@ def message(seq: int, room: str = "general", text: str | None = None) -> Message
         client_id=f"c{seq}",
     )
     return MessageEvent(stored, origin="abcd1234.1")
-
-
-async def until(condition: Callable[[], bool], timeout: float = ARRIVAL_TIMEOUT) -> None:
-    """Poll ``condition`` until it holds; fail after ``timeout`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 async def redis_peers(url: str, count: int) -> list[Peer]:
@@ -115,8 +105,8 @@ async def test_every_subscribed_peer_gets_each_event_once_in_order(peers):
     await peers[0].broker.publish(events[:2])
     await peers[0].broker.publish(events[2:])
     for peer in peers:
-        await until(lambda peer=peer: len(peer.received) >= 3)
-    await asyncio.sleep(0.1)  # nothing more comes (no echo of the publisher's own)
+        await eventually(lambda peer=peer: len(peer.received) >= 3, "arrival")
+    await asyncio.sleep(TICK)  # nothing more comes (no echo of the publisher's own)
     assert [peer.received for peer in peers] == [events] * len(peers)
 
 
@@ -132,7 +122,7 @@ async def test_events_cross_with_every_field_intact(peers):
     await subscribe_all(peers)
     sent = [message(7, text='line\nwith "quotes" and emoji 🎉'), message(8)]
     await peers[0].broker.publish(sent)
-    await until(lambda: all(len(p.received) == 2 for p in peers))
+    await eventually(lambda: all(len(p.received) == 2 for p in peers), "arrival")
     assert all(p.received == sent for p in peers)
 
 
@@ -140,7 +130,7 @@ async def test_rooms_are_kept_apart(peers):
     """A peer subscribed to one room receives nothing of another, except its own."""
     await subscribe_all(peers, "a")
     await peers[0].broker.publish([message(1, room="b"), message(1, room="a")])
-    await until(lambda: all(message(1, room="a") in p.received for p in peers))
+    await eventually(lambda: all(message(1, room="a") in p.received for p in peers), "arrival")
     for peer in peers[1:]:
         assert peer.received == [message(1, room="a")]
 
@@ -151,8 +141,8 @@ async def test_an_unsubscribed_peer_receives_no_more(peers):
     for peer in peers[1:]:
         await peer.broker.unsubscribe("general")
     await peers[0].broker.publish([message(1)])
-    await until(lambda: peers[0].received == [message(1)])
-    await asyncio.sleep(0.2)
+    await eventually(lambda: peers[0].received == [message(1)], "arrival")
+    await asyncio.sleep(2 * TICK)
     assert all(peer.received == [] for peer in peers[1:])
 
 
@@ -170,7 +160,7 @@ async def test_a_payload_of_an_unknown_version_is_skipped(private_redis: RedisSe
         client = sender.broker._redis.client
         await client.publish(f"{_prefix(receiver)}room:general", newer)
         await sender.broker.publish([message(3)])
-        await until(lambda: len(receiver.received) == 2)
+        await eventually(lambda: len(receiver.received) == 2, "arrival")
         assert receiver.received == [message(2), message(3)]
     finally:
         for peer in (receiver, sender):
@@ -189,18 +179,18 @@ async def test_after_losing_redis_the_subscription_comes_back_and_asks_for_a_res
     try:
         await receiver.broker.subscribe("general")
         await sender.broker.publish([message(1)])
-        await until(lambda: receiver.received == [message(1)])
+        await eventually(lambda: receiver.received == [message(1)], "arrival")
         if fault == "restart":
             private_redis.stop()
             await asyncio.wait_for(sender.broker.publish([message(2)]), 0.5)  # lost, no error
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(3 * TICK)  # Redis stays down a moment
             private_redis.start()
         else:
             assert private_redis.command("CLIENT", "KILL", "TYPE", "pubsub").startswith(b":")
-        await until(lambda: receiver.resyncs == 1)
-        await until(lambda: _subscribed(private_redis, receiver))
+        await eventually(lambda: receiver.resyncs == 1, "arrival")
+        await eventually(lambda: _subscribed(private_redis, receiver), "arrival")
         await sender.broker.publish([message(3)])
-        await until(lambda: message(3) in receiver.received)
+        await eventually(lambda: message(3) in receiver.received, "arrival")
         assert receiver.received[0] == message(1)
     finally:
         for peer in (receiver, sender):

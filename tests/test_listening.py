@@ -8,6 +8,7 @@ import socket
 from contextlib import closing
 
 import pytest
+from factories import TICK, eventually
 from procs import CHATAPP, Server, chatapp_env, free_port, wait_ready
 from tornado.httpclient import AsyncHTTPClient
 
@@ -36,8 +37,8 @@ async def test_running_out_of_files_pauses_accepting_and_logs_once(tmp_path):
         await wait_ready(server)
         for _ in range(CONNECTIONS):
             clients.append(socket.create_connection(("127.0.0.1", port)))  # the kernel accepts
-        await until_logged(server, "cannot accept connections")
-        await asyncio.sleep(1.0)  # a spinning server would write thousands of lines meanwhile
+        await eventually(lambda: "cannot accept connections" in server.output(), "the warning")
+        await asyncio.sleep(10 * TICK)  # a spinning server writes thousands of lines meanwhile
         output = server.output()
         assert output.count("cannot accept connections") == 1, output[-2000:]
         assert "Traceback" not in output
@@ -51,14 +52,6 @@ async def test_running_out_of_files_pauses_accepting_and_logs_once(tmp_path):
         for client in clients:
             client.close()
         await server.stop()
-
-
-async def until_logged(server: Server, text: str, timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while text not in server.output():
-        assert loop.time() < deadline, server.output()[-2000:]
-        await asyncio.sleep(0.05)
 
 
 def test_a_guarded_socket_is_the_listening_socket_it_guards():

@@ -7,18 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import re
 import signal
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from cluster import SETTLE_TIMEOUT as SETTLE
-from cluster import Member, guest_token, stored_seqs, until
-from factories import BOB, new
+from cluster import SETTLE, Member, guest_token, stored_seqs
+from conftest import metric
+from factories import BOB, TICK, eventually, new
 from procs import Launch, Server
 from redisproc import RedisServer
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+from tornado.httpclient import HTTPClientError
 
 from chatapp.broker.redis import RedisBroker, RedisConnection
 from chatapp.model import MessageEvent
@@ -72,10 +71,10 @@ async def chatter(member: Member, per_room: int, live: list[Server]) -> None:
                 room, f"{member.name} #{number}", f"{member.name}-{room}-{number}"
             )
             await reconnect_if_lost(member, live)
-            await asyncio.sleep(0.003)
+            await asyncio.sleep(TICK / 30)  # pacing: senders interleave
     while member.pending:
         await reconnect_if_lost(member, live)
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(TICK / 5)
 
 
 async def reconnect_if_lost(member: Member, live: list[Server]) -> None:
@@ -105,7 +104,9 @@ async def assert_complete(members: Sequence[Member], db_url: str) -> None:
         assert {cid: by_id[cid] for cid in member.acks} == member.acks
         for room in ROOMS:
             total = len(stored[room])
-            await until(lambda m=member, r=room, t=total: len(m.seqs[r]) >= t, what="delivery")
+            await eventually(
+                lambda m=member, r=room, t=total: len(m.seqs[r]) >= t, "delivery", SETTLE
+            )
             assert member.seqs[room] == list(range(1, total + 1)), f"{member.name} in {room}"
 
 
@@ -142,7 +143,7 @@ async def test_members_of_a_killed_process_resume_elsewhere_and_lose_nothing(
     servers = await start_cluster(launch, tmp_path, db_url, private_redis, 3)
     members = await seat(servers, 6)
     traffic = asyncio.gather(*(chatter(m, 12, servers) for m in members))
-    await until(lambda: sum(len(m.acks) for m in members) > 40, what="traffic")
+    await eventually(lambda: sum(len(m.acks) for m in members) > 40, "traffic", SETTLE)
     await servers[0].stop(signal.SIGKILL)
     await traffic
     survivors = members[1::3] + members[2::3]
@@ -160,11 +161,11 @@ async def test_redis_faults_mid_traffic_cost_members_only_a_delay(
     servers = await start_cluster(launch, tmp_path, db_url, private_redis, 2)
     members = await seat(servers, 4)
     traffic = asyncio.gather(*(chatter(m, 12, []) for m in members))
-    await until(lambda: sum(len(m.acks) for m in members) > 20, what="traffic")
+    await eventually(lambda: sum(len(m.acks) for m in members) > 20, "traffic", SETTLE)
     if fault == "restart":
         private_redis.stop()
         acked = sum(len(m.acks) for m in members)
-        await until(lambda: sum(len(m.acks) for m in members) > acked + 10, what="acks")
+        await eventually(lambda: sum(len(m.acks) for m in members) > acked + 10, "acks", SETTLE)
         private_redis.start()
     else:
         assert private_redis.command("CLIENT", "KILL", "TYPE", "pubsub").startswith(b":")
@@ -172,7 +173,7 @@ async def test_redis_faults_mid_traffic_cost_members_only_a_delay(
     assert all(m.connected for m in members)
     await assert_complete(members, db_url)
     for server in servers:  # each process noticed, and checked its rooms against the database
-        assert await metric(server, "chatapp_broker_resyncs_total") >= 1
+        assert await metric(server.http_url, "chatapp_broker_resyncs_total") >= 1
 
 
 async def test_a_lost_or_late_publish_is_filled_in_from_the_database(
@@ -184,7 +185,7 @@ async def test_a_lost_or_late_publish_is_filled_in_from_the_database(
     servers = await start_cluster(launch, tmp_path, db_url, private_redis, 2)
     members = await seat(servers, 2)
     await members[0].post_or_queue("r0", "published", "first")
-    await until(lambda: all(m.seqs["r0"] == [1] for m in members), what="first message")
+    await eventually(lambda: all(m.seqs["r0"] == [1] for m in members), "first message", SETTLE)
     store = await open_store(db_url)
     redis = RedisConnection(private_redis.url)
     await redis.start()
@@ -192,24 +193,21 @@ async def test_a_lost_or_late_publish_is_filled_in_from_the_database(
     await late.start(lambda events: None, lambda: None)
     try:
         [lost] = await store.append([new("never published", room="r0", user=BOB)])
-        await until(lambda: all(m.seqs["r0"] == [1, 2] for m in members), what="lost publish")
+        await eventually(
+            lambda: all(m.seqs["r0"] == [1, 2] for m in members), "lost publish", SETTLE
+        )
         skipped, ahead = await store.append(
             [new("skipped", room="r0", user=BOB), new("ahead", room="r0", user=BOB)]
         )
         await late.publish([MessageEvent(ahead.message, "")])
-        await until(lambda: all(m.seqs["r0"] == [1, 2, 3, 4] for m in members), what="gap")
+        await eventually(lambda: all(m.seqs["r0"] == [1, 2, 3, 4] for m in members), "gap", SETTLE)
     finally:
         await late.close()
         await store.close()
     assert lost.message.seq == 2 and skipped.message.seq == 3
-    assert all([await metric(server, "chatapp_gap_fills_total") >= 2 for server in servers])
-
-
-async def metric(server: Server, name: str) -> float:
-    """A sample of the server's /metrics."""
-    body = (await AsyncHTTPClient().fetch(f"{server.http_url}/metrics")).body.decode()
-    [value] = re.findall(rf"^{name} (\S+)$", body, re.MULTILINE)
-    return float(value)
+    assert all(
+        [await metric(server.http_url, "chatapp_gap_fills_total") >= 2 for server in servers]
+    )
 
 
 #: A short presence expiry, so that tests see a dead process's members leave quickly.
@@ -226,12 +224,18 @@ async def test_presence_lists_members_of_every_process_and_drops_a_killed_ones(
     )
     ann, bob = await seat(servers, 2)
     both = ["m0", "m1"]
-    await until(lambda: ann.presence.get("r0") == both and bob.presence.get("r0") == both)
+    await eventually(
+        lambda: ann.presence.get("r0") == both and bob.presence.get("r0") == both,
+        "presence everywhere",
+        SETTLE,
+    )
     await ann.send({"type": "typing", "room": "r1"})
-    await until(lambda: bob.typists == [("r1", "m0")], what="typing across processes")
+    await eventually(lambda: bob.typists == [("r1", "m0")], "typing across processes", SETTLE)
     assert ann.typists == []
     await servers[1].stop(signal.SIGKILL)
-    await until(lambda: ann.presence.get("r0") == ["m0"], what="the dead process's members gone")
+    await eventually(
+        lambda: ann.presence.get("r0") == ["m0"], "the dead process's members gone", SETTLE
+    )
 
 
 async def test_the_per_user_cap_counts_connections_on_every_process(
@@ -255,11 +259,11 @@ async def test_the_per_user_cap_counts_connections_on_every_process(
     first, second = Member("Ann", token), Member("Ann", token)
     await first.connect(servers[0].ws_url, ["general"])
     await second.connect(servers[1].ws_url, ["general"])
-    await until_refused(servers[0], token)
+    await eventually(lambda: answers(servers[0], token, 429), "a third refused", SETTLE)
     first.close()
-    await until_admitted(servers[0], token)
+    await eventually(lambda: answers(servers[0], token, 101), "a place freed", SETTLE)
     await servers[1].stop(signal.SIGKILL)  # takes the second connection's count with it
-    await until_admitted(servers[0], token)
+    await eventually(lambda: answers(servers[0], token, 101), "the dead's place freed", SETTLE)
 
 
 async def connect_attempt(server: Server, token: str) -> int:
@@ -271,19 +275,12 @@ async def connect_attempt(server: Server, token: str) -> int:
     except HTTPClientError as exc:
         return exc.code
     member.close()
-    await until(lambda: not member.connected, what="probe closed")
+    await eventually(lambda: not member.connected, "probe closed", SETTLE)
     return 101
 
 
-async def until_refused(server: Server, token: str) -> None:
-    deadline = asyncio.get_running_loop().time() + SETTLE
-    while (code := await connect_attempt(server, token)) != 429:
-        assert code == 101 and asyncio.get_running_loop().time() < deadline, code
-        await asyncio.sleep(0.05)
-
-
-async def until_admitted(server: Server, token: str) -> None:
-    deadline = asyncio.get_running_loop().time() + SETTLE
-    while (code := await connect_attempt(server, token)) != 101:
-        assert code == 429 and asyncio.get_running_loop().time() < deadline, code
-        await asyncio.sleep(0.1)
+async def answers(server: Server, token: str, code: int) -> bool:
+    """Whether one more connection of the token's user gets ``code`` (101: let in)."""
+    got = await connect_attempt(server, token)
+    assert got in (101, 429), got
+    return got == code

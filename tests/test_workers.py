@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 from pathlib import Path
 
 import pytest
-from cluster import Member, guest_token, until
+from cluster import SETTLE, Member, guest_token
+from factories import eventually
 from procs import assert_startup_error, free_port, run_chatapp
 
 from chatapp.errors import ExitCode
@@ -36,7 +36,7 @@ async def test_two_workers_serve_one_port_as_one_chat_and_stop_together(
     either and all see every message; SIGTERM to the parent drains both and the group
     exits 0."""
     server = await launch(None, "--workers", "2", "--redis", private_redis.url, "--db", db_url)
-    await until(lambda: len(children_of(server.proc.pid)) == 2, what="two workers")
+    await eventually(lambda: len(children_of(server.proc.pid)) == 2, "two workers", SETTLE)
     workers = children_of(server.proc.pid)
     members = []
     for number in range(6):
@@ -45,11 +45,13 @@ async def test_two_workers_serve_one_port_as_one_chat_and_stop_together(
         members.append(member)
     for number, member in enumerate(members):
         await member.post_or_queue("general", "hello", f"c{number}")
-    await until(lambda: all(len(m.seqs["general"]) == 6 for m in members), what="delivery")
+    await eventually(lambda: all(len(m.seqs["general"]) == 6 for m in members), "delivery", SETTLE)
     assert all(m.seqs["general"] == [1, 2, 3, 4, 5, 6] for m in members)
     assert await server.stop(signal.SIGTERM) == 0
     for pid in workers:
-        await until(lambda pid=pid: not os.path.exists(f"/proc/{pid}"), what=f"{pid} exited")
+        await eventually(
+            lambda pid=pid: not os.path.exists(f"/proc/{pid}"), f"{pid} exited", SETTLE
+        )
     output = server.output()
     assert output.count("shutting down") == 2, output
 
@@ -58,18 +60,18 @@ async def test_two_workers_serve_one_port_as_one_chat_and_stop_together(
 async def test_a_killed_worker_is_replaced(launch, private_redis):
     """A worker killed with -9 is replaced by a new one; the port keeps answering."""
     server = await launch(None, "--workers", "2", "--redis", private_redis.url)
-    await until(lambda: len(children_of(server.proc.pid)) == 2, what="two workers")
+    await eventually(lambda: len(children_of(server.proc.pid)) == 2, "two workers", SETTLE)
     victim = children_of(server.proc.pid)[0]
     os.kill(victim, signal.SIGKILL)
-    await until(
+    await eventually(
         lambda: (
             len(children_of(server.proc.pid)) == 2 and victim not in children_of(server.proc.pid)
         ),
-        what="a replacement",
+        "a replacement",
+        SETTLE,
     )
     member = Member("Ann", await guest_token(server.http_url, "Ann"))
     await member.connect(server.ws_url, ["general"])
-    await asyncio.sleep(0)
     assert await server.stop(signal.SIGTERM) == 0
 
 
@@ -77,11 +79,13 @@ async def test_a_killed_worker_is_replaced(launch, private_redis):
 async def test_workers_stop_when_their_supervisor_is_killed(launch, private_redis):
     """kill -9 of the parent: the kernel tells every worker to stop; none keeps the port."""
     server = await launch(None, "--workers", "2", "--redis", private_redis.url)
-    await until(lambda: len(children_of(server.proc.pid)) == 2, what="two workers")
+    await eventually(lambda: len(children_of(server.proc.pid)) == 2, "two workers", SETTLE)
     workers = children_of(server.proc.pid)
     await server.stop(signal.SIGKILL)
     for pid in workers:
-        await until(lambda pid=pid: not os.path.exists(f"/proc/{pid}"), what=f"{pid} exited")
+        await eventually(
+            lambda pid=pid: not os.path.exists(f"/proc/{pid}"), f"{pid} exited", SETTLE
+        )
 
 
 def test_an_unreachable_redis_is_a_one_line_start_up_error(tmp_path):
