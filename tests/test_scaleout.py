@@ -217,8 +217,9 @@ PRESENCE_TTL = "1.5"
 async def test_presence_lists_members_of_every_process_and_drops_a_killed_ones(
     launch, tmp_path, db_url, private_redis
 ):
-    """Members on two processes see each other in presence and typing notices; after
-    kill -9 of one, its members leave the others' presence once --presence-ttl passed."""
+    """Members on two processes see each other in presence and typing notices; presence
+    is written again after Redis restarts empty; after kill -9 of one process, its members
+    leave the others' presence once --presence-ttl has passed."""
     servers = await start_cluster(
         launch, tmp_path, db_url, private_redis, 2, "--presence-ttl", PRESENCE_TTL
     )
@@ -229,6 +230,20 @@ async def test_presence_lists_members_of_every_process_and_drops_a_killed_ones(
         "presence everywhere",
         SETTLE,
     )
+    private_redis.stop()  # restarts empty: both processes write their members again
+    private_redis.start()
+    await eventually(
+        lambda: private_redis.command("HLEN", "chatapp:presence:r0") == b":2\r\n",
+        "presence re-asserted after a Redis restart",
+        SETTLE,
+    )
+    assert ann.presence["r0"] == bob.presence["r0"] == both
+    for server in servers:  # subscriptions are back too (typing goes through them)
+        await eventually(
+            lambda server=server: _at_least(server, "chatapp_broker_resyncs_total", 1),
+            "resubscribed",
+            SETTLE,
+        )
     await ann.send({"type": "typing", "room": "r1"})
     await eventually(lambda: bob.typists == [("r1", "m0")], "typing across processes", SETTLE)
     assert ann.typists == []
@@ -284,3 +299,7 @@ async def answers(server: Server, token: str, code: int) -> bool:
     got = await connect_attempt(server, token)
     assert got in (101, 429), got
     return got == code
+
+
+async def _at_least(server: Server, name: str, value: float) -> bool:
+    return await metric(server.http_url, name) >= value
