@@ -77,6 +77,11 @@ class Config:
     connect_history: int
     memory_connections: int
     memory_settle: float
+    redis: str = "redis://127.0.0.1:6379/0"
+    workers_clients: int = 1000
+    workers_idle: int = 25_000
+    workers_fd_limit: int = 20_000
+    workers_cores: str | None = "0-1"
 
 
 Metrics = dict[str, float | None]

@@ -26,11 +26,15 @@ from bench.procs import Processes, run_tool
 from bench.servers import DEFAULT_SERVER_CMD, schema_maker
 from bench.stats import Figure, comparisons, markdown_table
 from bench.system import RESULTS, port_or_free, raise_fd_limit, require_tool
+from bench.workers import workers
+
+#: Every figure: issue 10's, and one process against --workers (issue 12).
+ALL_FIGURES = {**FIGURES, "workers": workers}
 
 EXIT_RUN_FAILED = 1
 #: Open files beyond the connections a figure holds (database, logs, pipes).
 FD_MARGIN = 1024
-#: Figures that run the tutorial's Node server as their reference.
+#: Figures that run the tutorial's Node server as their reference (or its tools).
 WITH_SEED = {"fanout", "connect", "memory"}
 
 SMOKE = {
@@ -54,6 +58,9 @@ SMOKE = {
     "connect_history": 5,
     "memory_connections": 100,
     "memory_settle": 1.0,
+    "workers_clients": 20,
+    "workers_idle": 200,
+    "workers_fd_limit": 180,
 }
 
 
@@ -64,7 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
-        "figures", nargs="*", metavar="FIGURE", help=f"any of {', '.join(FIGURES)} (default: all)"
+        "figures",
+        nargs="*",
+        metavar="FIGURE",
+        help=f"any of {', '.join(ALL_FIGURES)} (default: all)",
     )
     parser.add_argument("--runs", type=int, default=3, help="runs per side of each figure")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: check the tooling only")
@@ -121,6 +131,16 @@ def build_parser() -> argparse.ArgumentParser:
     size = parser.add_argument_group("memory")
     size.add_argument("--memory-connections", type=int, default=10_000)
     size.add_argument("--memory-settle", type=float, default=10.0, help="seconds before RSS")
+    size = parser.add_argument_group("workers (one process against --workers 2)")
+    size.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="the workers' Redis")
+    size.add_argument("--workers-clients", type=int, default=1000, help="fan-out clients")
+    size.add_argument("--workers-idle", type=int, default=25_000, help="idle connections held")
+    size.add_argument(
+        "--workers-fd-limit", type=int, default=20_000, help="open files per server process"
+    )
+    size.add_argument(
+        "--workers-cores", default="0-1", help="taskset CPU list for the figure's servers"
+    )
     return parser
 
 
@@ -129,9 +149,9 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     if parser.parse_known_args(argv)[0].smoke:
         parser.set_defaults(**SMOKE)
     args = parser.parse_args(argv)
-    unknown = [f for f in args.figures if f not in FIGURES]
+    unknown = [f for f in args.figures if f not in ALL_FIGURES]
     if unknown:
-        parser.error(f"unknown figure {', '.join(unknown)}: choose from {', '.join(FIGURES)}")
+        parser.error(f"unknown figure {', '.join(unknown)}: choose from {', '.join(ALL_FIGURES)}")
     if args.runs < 1:
         parser.error("--runs must be at least 1")
     try:
@@ -170,15 +190,21 @@ def config(args: argparse.Namespace) -> Config:
         connect_history=args.connect_history,
         memory_connections=args.memory_connections,
         memory_settle=args.memory_settle,
+        redis=args.redis,
+        workers_clients=args.workers_clients,
+        workers_idle=args.workers_idle,
+        workers_fd_limit=args.workers_fd_limit,
+        workers_cores=args.workers_cores if pin else None,
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    names = args.figures or list(FIGURES)
+    names = args.figures or list(ALL_FIGURES)
     cfg = config(args)
     if cfg.server_cores is not None:
         require_tool("taskset", "install util-linux, or pass --no-pin")
-    raise_fd_limit(max(cfg.memory_connections, cfg.connect_clients) + FD_MARGIN)
+    held = max(cfg.memory_connections, cfg.connect_clients, cfg.workers_idle)
+    raise_fd_limit(held + FD_MARGIN)
     kit = nodekit.prepare(
         nodekit.shared_folder(args.shared_bench), seed_server=bool(WITH_SEED & set(names))
     )
@@ -193,7 +219,7 @@ def run(args: argparse.Namespace) -> int:
         progress(f"session {session.id}: {', '.join(names)}; {cfg.runs} run(s) each")
         layouts: list[Figure] = []
         for name in names:
-            layouts.extend(FIGURES[name](session))
+            layouts.extend(ALL_FIGURES[name](session))
         table = markdown_table(comparisons(layouts, session.records))
         (args.results.parent / f"table-{session.id}.md").write_text(table + "\n")
         print("\n" + table)

@@ -8,7 +8,6 @@ non-zero exit code, never a traceback.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import Callable, Sequence
 
@@ -16,7 +15,7 @@ from chatapp import __version__
 from chatapp.commands.options import HelpFormatter, add_settings_options, resolve_or_exit
 from chatapp.errors import ChatError, ExitCode, exit_code
 from chatapp.ops import logs
-from chatapp.server import serve
+from chatapp.server import run
 
 
 def commands() -> dict[str, Callable[[list[str]], int]]:
@@ -57,10 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = resolve_or_exit(parser, parser.parse_args(argv))
     logs.configure(settings.log_level, settings.log_format)
     try:
-        asyncio.run(serve(settings))
+        return run(settings)
     except ChatError as exc:
         print(f"chatapp: error: {exc.reason}", file=sys.stderr)
         return exit_code(exc.code)
     except KeyboardInterrupt:
-        pass
-    return ExitCode.OK
+        return ExitCode.OK

@@ -15,6 +15,8 @@
     │       └── QueryError         a user's SQL failed in the database
     │           └── WriteRefused   ... because it tried to write on a read-only connection
     ├── ConfigError            settings, key material or surroundings the server cannot start with
+    │   └── UsageError         options that do not go together (exit 2, like a malformed one)
+    ├── BrokerError            the broker handed over what this process cannot read
     └── ClientError            what the command-line client met at a server
         ├── Refused            the server said no
         └── Unreachable        no answer
@@ -61,10 +63,12 @@ class ErrorCode(StrEnum):
     SHUTTING_DOWN = "shutting_down"
     # --- local: start-up and the command-line tools
     BAD_CONFIG = "bad_config"
+    BAD_USAGE = "bad_usage"
     UNKNOWN_ROOM = "unknown_room"
     BAD_QUERY = "bad_query"
     READ_ONLY = "read_only"
     SCHEMA_MISMATCH = "schema_mismatch"
+    BROKER = "broker"
     REFUSED = "refused"
     UNREACHABLE = "unreachable"
 
@@ -122,6 +126,7 @@ _CLOSE_CODE: dict[ErrorCode, CloseCode] = {
 
 _EXIT_CODE: dict[ErrorCode, ExitCode] = {
     ErrorCode.UNREACHABLE: ExitCode.UNREACHABLE,
+    ErrorCode.BAD_USAGE: ExitCode.USAGE,
 }
 
 
@@ -235,6 +240,19 @@ class ConfigError(ChatError):
     the server or a tool from starting; the reason tells the operator what to fix."""
 
     code = ErrorCode.BAD_CONFIG
+
+
+class UsageError(ConfigError):
+    """Options that contradict each other; the command line must change."""
+
+    code = ErrorCode.BAD_USAGE
+
+
+class BrokerError(ChatError):
+    """An event from the broker this process cannot read (a newer format, or garbage): it is
+    skipped, and the database supplies the messages it carried."""
+
+    code = ErrorCode.BROKER
 
 
 class ClientError(ChatError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import socket
 import tempfile
@@ -19,19 +20,26 @@ from tornado.netutil import bind_sockets
 from tornado.web import Application
 
 from chatapp.auth import keys
+from chatapp.broker import Broker
 from chatapp.broker.memory import LocalBroker
+from chatapp.broker.redis import RedisBroker, RedisConnection
 from chatapp.core.admission import Admission
 from chatapp.core.hub import Hub
 from chatapp.core.service import ChatService
-from chatapp.errors import ConfigError, ErrorCode, close_code
+from chatapp.errors import ConfigError, ErrorCode, ExitCode, UsageError, close_code
 from chatapp.ops.gcpause import FullCollectionGuard
 from chatapp.ops.metrics import Metrics
+from chatapp.presence import Presence
+from chatapp.presence.memory import LocalPresence
+from chatapp.presence.redis import RedisPresence
 from chatapp.settings import Settings
 from chatapp.store.engine import open_store
 from chatapp.store.file_lock import lock_database
 from chatapp.web.app import make_app
 from chatapp.web.connection import Socket
 from chatapp.web.keepalive import Keepalive
+from chatapp.web.listening import GuardedSocket
+from chatapp.workers import fork_workers
 
 log = logging.getLogger(__name__)
 
@@ -63,32 +71,45 @@ async def build(settings: Settings) -> Chat:
     )
     try:
         auth = keys.authenticator(settings, key, await keys.guest_secret(settings, store))
+        broker, presence = await _shared(settings)
     except BaseException:
         await store.close()
         raise
     metrics = Metrics()
-    hub = Hub(metrics)
+    hub = Hub(metrics, presence)
     admission = Admission(
         per_user=settings.max_connections_per_user,
         per_address=settings.max_connections_per_address,
         total=settings.max_connections,
+        presence=presence,
     )
     service = ChatService(
         store,
         hub,
-        LocalBroker(hub.deliver),
+        broker,
         metrics,
         admission,
         max_rooms=settings.max_rooms_per_connection,
         retention_days=settings.retention_days,
         db_timeout=settings.db_timeout,
+        presence=presence,
     )
-    service.start()
+    await service.start()
     open_sockets: set[Socket] = set()
     app = make_app(service, auth, settings, metrics, open_sockets)
     keepalive = Keepalive(lambda: open_sockets, settings.ping_interval)
     keepalive.start()
     return Chat(app, service, metrics, store.description, keepalive)
+
+
+async def _shared(settings: Settings) -> tuple[Broker, Presence]:
+    """What processes share: through Redis with ``--redis`` (connected, or ``ConfigError``),
+    else nothing (the in-process broker and presence)."""
+    if settings.redis_url is None:
+        return LocalBroker(), LocalPresence()
+    redis = RedisConnection(settings.redis_url)
+    await redis.start()
+    return RedisBroker(redis), RedisPresence(redis, ttl=settings.presence_ttl)
 
 
 def _prepare_data_dir(settings: Settings) -> None:
@@ -130,21 +151,57 @@ async def shut_down(chat: Chat, timeout: float | None = None) -> None:
     await service.close()
 
 
-async def serve(settings: Settings) -> None:
-    """Run until SIGTERM or SIGINT, then stop gracefully.
+def run(settings: Settings) -> int:
+    """Serve until SIGTERM or SIGINT, in this process or, with ``--workers N``, in N forked
+    ones (``chatapp.workers``); the exit code. Start-up problems raise ``ChatError``."""
+    if settings.workers > 1 and settings.redis_url is None:
+        raise UsageError(
+            f"--workers {settings.workers} needs --redis URL: worker processes reach each "
+            "other's members only through Redis"
+        )
+    # bind first: a taken port should fail before the database is touched
+    sockets = _bind(settings.host, settings.port, reuse_port=settings.workers > 1)
+    if settings.workers == 1:
+        asyncio.run(serve(settings, sockets))
+        return ExitCode.OK
+    port = sockets[0].getsockname()[1]
+    try:
+        asyncio.run(_rehearse(settings))
+    finally:
+        for sock in sockets:  # each worker binds its own (SO_REUSEPORT): none may linger here
+            sock.close()
+    status = fork_workers(settings.workers)
+    if status is not None:
+        return status
+    asyncio.run(serve(settings, _bind(settings.host, port, reuse_port=True)))
+    return ExitCode.OK
 
-    The server holds its SQLite file (``lock_database``) from before the
-    migrations until it exits, so a second server on the same file refuses to start.
-    """
-    try:  # bind first: a taken port should fail before the database is touched
-        sockets = bind_sockets(settings.port, settings.host)
+
+def _bind(host: str, port: int, *, reuse_port: bool) -> list[socket.socket]:
+    """Listening sockets that pause rather than spin when the process is out of files."""
+    try:
+        return [GuardedSocket.guarding(s) for s in bind_sockets(port, host, reuse_port=reuse_port)]
     except OSError as exc:
-        raise ConfigError(
-            f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}"
-        ) from None
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+async def _rehearse(settings: Settings) -> None:
+    """Build the whole server once and take it down again, before forking workers: the
+    database is migrated and the guest secret made by one process, and a set-up that cannot
+    work (a bad database, Redis unreachable) fails here, with one message, not N."""
+    await shut_down(await build(settings))
+
+
+async def serve(settings: Settings, sockets: list[socket.socket]) -> None:
+    """Run on ``sockets`` until SIGTERM or SIGINT, then stop gracefully.
+
+    Alone on a SQLite file, the server holds it (``lock_database``) from before the
+    migrations until it exits, so a second server on the same file refuses to start;
+    processes that share Redis share the file.
+    """
     try:
         _prepare_data_dir(settings)  # where the default database and its lock file go
-        with lock_database(settings.database_url, shared=False):
+        with lock_database(settings.database_url, shared=settings.redis_url is not None):
             await _run(settings, sockets)
     finally:
         for sock in sockets:
@@ -158,7 +215,13 @@ async def _run(settings: Settings, sockets: list[socket.socket]) -> None:
     collector = FullCollectionGuard(lambda: len(chat.service.admission.open))
     collector.start()
     port = sockets[0].getsockname()[1]
-    log.info("chatapp listening on http://%s:%d/ (database %s)", settings.host, port, chat.database)
+    log.info(
+        "chatapp listening on http://%s:%d/ (database %s, pid %d)",
+        settings.host,
+        port,
+        chat.database,
+        os.getpid(),
+    )
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

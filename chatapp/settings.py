@@ -66,6 +66,13 @@ count = _non_negative(int)
 seconds = _non_negative(float)
 
 
+def positive(value: str) -> int:
+    number: int = count(value)
+    if number < 1:
+        raise ValueError(f"must be >= 1, not {value}")
+    return number
+
+
 def switch(value: str) -> bool:
     """A yes/no from the environment: 1/0, true/false, yes/no, on/off."""
     word = value.strip().lower()
@@ -142,6 +149,30 @@ class Settings:
         "revision (run `python -m chatapp migrate` first)",
         parse=switch,
         is_switch=True,
+    )
+    redis_url: str | None = setting(
+        None,
+        "--redis",
+        "Redis URL (redis://host:6379/0): processes sharing this Redis and one database "
+        "(--db) act as one server: messages, presence, typing and per-user caps span them",
+        metavar="URL",
+        env_name="CHATAPP_REDIS_URL",
+    )
+    workers: int = setting(
+        1,
+        "--workers",
+        "server processes sharing the port, each with its own event loop (needs --redis "
+        "when more than 1)",
+        parse=positive,
+        metavar="N",
+    )
+    presence_ttl: float = setting(
+        30.0,
+        "--presence-ttl",
+        "with --redis: seconds after which the members of a process that stopped sending "
+        "heartbeats (it died) leave presence and free their connection counts",
+        parse=seconds,
+        metavar="SECONDS",
     )
     guest_secret: str | None = setting(
         None,

@@ -26,6 +26,7 @@ import pytest
 from chatdata import populate
 from factories import PATIENCE, TICK
 from procs import EXIT_TIMEOUT, REPO, Launch, Server, spawn_server, wait_ready
+from redisproc import RedisServer
 from sqlalchemy.engine import make_url
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.httpserver import HTTPServer
@@ -142,6 +143,15 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path, io_loop: IOLoop) -> I
         yield f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
     finally:
         io_loop.run_sync(lambda: pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def private_redis() -> Iterator[RedisServer]:
+    """A ``redis-server`` of this test's own, which it may stop, restart or kill."""
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -19,6 +19,8 @@ WIRE_CODES = {
     if code.value
     not in {
         "bad_config",
+        "bad_usage",
+        "broker",
         "unknown_room",
         "bad_query",
         "read_only",

@@ -63,10 +63,10 @@ class FakeConnection:
 def service(store: SqlStore, io_loop: IOLoop) -> Iterator[ChatService]:
     """A running service on a fresh database of each backend (the ``store`` fixture)."""
     hub = Hub()
-    running = ChatService(store, hub, LocalBroker(hub.deliver), Metrics(), Admission(), max_rooms=3)
+    running = ChatService(store, hub, LocalBroker(), Metrics(), Admission(), max_rooms=3)
 
     async def start() -> None:
-        running.start()
+        await running.start()
 
     io_loop.run_sync(start)
     yield running
@@ -193,7 +193,7 @@ async def test_a_failed_join_leaves_no_half_joined_member(store, since):
     """A join whose history read fails is undone: no membership, nothing held for it."""
     hub = Hub()
     unreadable = UnreadableStore(store._engine)
-    service = ChatService(unreadable, hub, LocalBroker(hub.deliver), Metrics(), Admission())
+    service = ChatService(unreadable, hub, LocalBroker(), Metrics(), Admission())
     alice = FakeConnection("c1", ALICE)
     await fill(store, 3)
     with pytest.raises(StoreError):
@@ -217,8 +217,8 @@ async def test_joiners_of_an_active_room_get_its_newest_page_from_memory(store):
     the same page the store would give."""
     counting = CountingStore(store._engine)
     hub = Hub()
-    service = ChatService(counting, hub, LocalBroker(hub.deliver), Metrics(), Admission())
-    service.start()
+    service = ChatService(counting, hub, LocalBroker(), Metrics(), Admission())
+    await service.start()
     try:
         await fill(store, 60)
         first, sender = FakeConnection("c1", ALICE), FakeConnection("c2", BOB)
@@ -243,8 +243,8 @@ async def test_the_first_joiner_of_a_quiet_room_fills_memory_for_the_next(store,
     the first joiner reads the store; the next get the same page from memory."""
     counting = CountingStore(store._engine)
     hub = Hub()
-    service = ChatService(counting, hub, LocalBroker(hub.deliver), Metrics(), Admission())
-    service.start()
+    service = ChatService(counting, hub, LocalBroker(), Metrics(), Admission())
+    await service.start()
     try:
         await fill(store, stored)
         await join(service, FakeConnection("c1", ALICE))

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from chatapp.broker import Deliver
 from chatapp.model import Event
 
 
 class LocalBroker:
-    """One process: publishing is delivering. Subscriptions need no set-up."""
+    """One process: publishing is delivering. Subscriptions need no set-up, nothing is lost."""
 
-    def __init__(self, deliver: Callable[[Sequence[Event]], None]) -> None:
+    def __init__(self) -> None:
+        self._deliver: Deliver = lambda events: None
+
+    async def start(self, deliver: Deliver, resync: Callable[[], None]) -> None:
         self._deliver = deliver
 
     async def subscribe(self, room: str) -> None:

@@ -48,6 +48,8 @@ from chatapp.model import (
     User,
 )
 from chatapp.ops.metrics import Metrics
+from chatapp.presence import Presence
+from chatapp.presence.memory import LocalPresence
 
 #: Presence changes are coalesced: one ``presence`` frame at most per this delay,
 #: plus a little per member, so a thousand joins cost a few frames, not a million.
@@ -148,8 +150,10 @@ class _Room:
 
 
 class Hub:
-    def __init__(self, metrics: Metrics | None = None) -> None:
+    def __init__(self, metrics: Metrics | None = None, presence: Presence | None = None) -> None:
         self._metrics = metrics
+        #: Who is present on the other processes; told who is present here.
+        self._elsewhere: Presence = presence or LocalPresence()
         #: Called with a room and its last delivered seq when messages after it are missing.
         self.on_gap: Callable[[str, int], None] = lambda room, after: None
         self._rooms: dict[str, _Room] = {}
@@ -278,6 +282,7 @@ class Hub:
             if timer is not None:
                 timer.cancel()
         del self._rooms[room]
+        self._elsewhere.update(room, ())
 
     def has_room(self, room: str) -> bool:
         """Whether the room has members here (else its broker subscription can go)."""
@@ -306,9 +311,16 @@ class Hub:
         return {name: count for name, count in counts.items() if count}
 
     def presence(self, room: str) -> list[User]:
-        """Distinct users present in the room, sorted by name."""
+        """Distinct users present in the room, here and on other processes, sorted by name."""
         state = self._rooms.get(room)
-        return list(state.roster.first(len(state.roster))) if state is not None else []
+        return list(self._present(state, None)[0]) if state is not None else []
+
+    def others_changed(self, room: str) -> None:
+        """Who is present in the room on other processes changed: tell the members here."""
+        state = self._rooms.get(room)
+        if state is not None:
+            state.presence = None
+            self._presence_changed(state)
 
     # --- delivery ------------------------------------------------------------
 
@@ -407,6 +419,7 @@ class Hub:
 
     def _send_presence(self, state: _Room) -> None:
         state.presence_timer = None
+        self._elsewhere.update(state.name, state.roster.first(len(state.roster)))
         delivery = self._presence(state)
         for member in (*state.live, *state.filtering):
             member.push(delivery)  # a full backlog misses it; it gets presence when live again
@@ -414,10 +427,23 @@ class Hub:
     def _presence(self, state: _Room) -> Delivery:
         """The room's presence as it stands: one delivery, encoded once for all who get it."""
         if state.presence is None:
-            roster = state.roster
-            event = PresenceEvent(state.name, roster.first(PRESENCE_MAX_USERS), len(roster))
-            state.presence = Delivery(state.name, [event])
+            users, count = self._present(state, PRESENCE_MAX_USERS)
+            state.presence = Delivery(state.name, [PresenceEvent(state.name, users, count)])
         return state.presence
+
+    def _present(self, state: _Room, limit: int | None) -> tuple[tuple[User, ...], int]:
+        """The first ``limit`` (None: all) distinct users present here and on other
+        processes, in name order, and how many there are."""
+        roster = state.roster
+        others = [u for u in self._elsewhere.others(state.name) if u.id not in roster]
+        if not others:
+            return roster.first(len(roster) if limit is None else limit), len(roster)
+        everyone = sorted([*roster.first(len(roster)), *others], key=_by_name)
+        return tuple(everyone[:limit]), len(everyone)
+
+
+def _by_name(user: User) -> tuple[str, str]:
+    return (user.name.casefold(), user.id)
 
 
 def _at_or_below(event: RoomEvent, floor: int) -> bool:

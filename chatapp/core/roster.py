@@ -56,3 +56,7 @@ class Roster:
 
     def __len__(self) -> int:
         return len(self._order)
+
+    def __contains__(self, user_id: object) -> bool:
+        """Whether the user with this id is present."""
+        return user_id in self._entries

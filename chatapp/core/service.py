@@ -50,6 +50,8 @@ from chatapp.model import (
 )
 from chatapp.ops.metrics import Metrics
 from chatapp.ops.retention import Retention
+from chatapp.presence import Presence
+from chatapp.presence.memory import LocalPresence
 from chatapp.store import Store
 
 log = logging.getLogger(__name__)
@@ -82,8 +84,10 @@ class ChatService:
         max_rooms: int = DEFAULT_MAX_ROOMS,
         retention_days: float = 0,
         db_timeout: float = DEFAULT_DB_TIMEOUT,
+        presence: Presence | None = None,
     ) -> None:
         self._store = store
+        self._presence: Presence = presence or LocalPresence()
         self._hub = hub
         self._broker = broker
         self._metrics = metrics
@@ -98,7 +102,9 @@ class ChatService:
         hub.on_gap = self._gap
         metrics.count_connections(lambda: len(admission.open))
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        await self._broker.start(self._hub.deliver, self._resync)
+        await self._presence.start(self._hub.others_changed)
         self._writer.start()
         if self._retention is not None:
             self._retention.start()
@@ -117,6 +123,7 @@ class ChatService:
         if self._retention is not None:
             await self._retention.close()
         await self._writer.close()
+        await self._presence.close()
         await self._broker.close()
         await self._store.close()
 
@@ -313,6 +320,7 @@ class ChatService:
         """The hub holds messages after a gap: fetch the missing ones from the store."""
         if room not in self._filling:
             self._filling.add(room)
+            self._metrics.gap_fills.inc()
             self._spawn(self._fill(room, after))
 
     async def _fill(self, room: str, after: int) -> None:
@@ -335,22 +343,31 @@ class ChatService:
             self._gap(room, last)
 
     async def _watch_heads(self) -> None:
-        """Every HEAD_CHECK_INTERVAL: rooms whose newest stored seq is ahead of what was
-        delivered here get the rest from the store."""
+        """Every HEAD_CHECK_INTERVAL: ``_check_heads``."""
         while True:
             await asyncio.sleep(HEAD_CHECK_INTERVAL)
-            known = {room: seq for room, seq in self._hub.active_rooms().items() if seq is not None}
-            if not known:
-                continue
-            try:
-                heads = await self._store.heads(list(known))
-            except ChatError as exc:
-                log.warning("checking rooms for missed messages failed: %s", exc.reason)
-                continue
-            for room, head in heads.items():
-                last = self._hub.last_seq(room)
-                if last is not None and head > last:
-                    self._gap(room, last)
+            await self._check_heads()
+
+    def _resync(self) -> None:
+        """The broker may have lost events (it reconnected): check every room now."""
+        self._metrics.broker_resyncs.inc()
+        self._spawn(self._check_heads())
+
+    async def _check_heads(self) -> None:
+        """Rooms with members here whose newest stored seq is ahead of what was delivered
+        here get the rest from the store."""
+        known = {room: seq for room, seq in self._hub.active_rooms().items() if seq is not None}
+        if not known:
+            return
+        try:
+            heads = await self._store.heads(list(known))
+        except ChatError as exc:
+            log.warning("checking rooms for missed messages failed: %s", exc.reason)
+            return
+        for room, head in heads.items():
+            last = self._hub.last_seq(room)
+            if last is not None and head > last:
+                self._gap(room, last)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)

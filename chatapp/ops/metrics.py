@@ -62,6 +62,16 @@ class Metrics:
             "Times a client's backlog was full, so it got live traffic from the database later",
             registry=registry,
         )
+        self.gap_fills = Counter(
+            "chatapp_gap_fills",
+            "Reads of messages the broker did not bring (late or lost publishes, an outage)",
+            registry=registry,
+        )
+        self.broker_resyncs = Counter(
+            "chatapp_broker_resyncs",
+            "Times the broker reconnected, so every room was checked against the database",
+            registry=registry,
+        )
         self.batch_size = Histogram(
             "chatapp_write_batch_size",
             "Messages per commit of the group-commit writer",

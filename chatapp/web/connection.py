@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import secrets
 import time
 from collections.abc import AsyncGenerator, Awaitable
 from contextlib import aclosing
@@ -34,6 +33,7 @@ from chatapp.core.service import ChatService
 from chatapp.errors import ChatError, ErrorCode, LimitReached, Unavailable, close_code
 from chatapp.limits import MAX_INFLIGHT_PER_CONNECTION, MAX_REJECTED_FRAMES
 from chatapp.model import History, User
+from chatapp.ops import instance
 from chatapp.ops.logs import connection_id
 from chatapp.ops.metrics import Metrics
 from chatapp.settings import Settings
@@ -45,7 +45,6 @@ from chatapp.web.ratelimit import TokenBucket
 log = logging.getLogger(__name__)
 
 #: Connection ids are unique across processes: this process's tag, then a counter.
-_PROCESS_TAG = secrets.token_hex(3)
 _connection_numbers = itertools.count(1)
 #: What an open socket keeps of its HTTP exchange: nothing (shared, never written to).
 _NO_HEADERS = HTTPHeaders()
@@ -95,7 +94,7 @@ class Socket(BaseHandler, WebSocketHandler):
         self.auth = auth
         self.server_settings = settings
         self.metrics = metrics
-        self.id = f"{_PROCESS_TAG}.{next(_connection_numbers):x}"
+        self.id = f"{instance.tag()}.{next(_connection_numbers):x}"
         self.identity = Identity(User("", ""))
         self.address = ""
         self._outbox: Outbox | None = None
@@ -118,8 +117,9 @@ class Socket(BaseHandler, WebSocketHandler):
         """This endpoint's encoder (from the server's ``Encoders``)."""
         raise NotImplementedError
 
-    def prepare(self) -> None:
-        """Refuse before the upgrade: foreign origin 403, no identity 401, over a cap 429/503."""
+    async def prepare(self) -> None:
+        """Refuse before the upgrade: foreign origin 403, no identity 401, over a cap 429/503
+        (the per-user cap counting the user's connections on every process)."""
         connection_id.set(self.id)
         require_allowed_origin(self, self.server_settings)
         self.identity = self.identify(self.auth)
@@ -127,6 +127,7 @@ class Socket(BaseHandler, WebSocketHandler):
         self.service.admission.check(
             self.identity.user.id, None if is_loopback(self.address) else self.address
         )
+        await self.service.admission.check_elsewhere(self.identity.user.id)
 
     def check_origin(self, origin: str) -> bool:
         return True  # decided in prepare(), which answers with a JSON reason

@@ -29,8 +29,8 @@ class ChatSocket(Socket):
     def encoder(self) -> JsonEncoder:
         return self.encoders.json
 
-    def prepare(self) -> None:
-        super().prepare()
+    async def prepare(self) -> None:
+        await super().prepare()
         self.room = protocol.room_name(self.get_query_argument("room", DEFAULT_ROOM))
         self.since = self.query_int("since")
         self.limit = self.query_int("limit", minimum=1)
