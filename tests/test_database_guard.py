@@ -152,7 +152,8 @@ async def test_readyz_is_503_while_the_database_refuses_writes(db_url, serve, re
 
 
 async def test_the_data_dir_and_every_database_file_are_private(launch, tmp_path):
-    """A new data dir is 0700; chat.db, its -wal and -shm and the lock are 0600."""
+    """A new data dir is 0700; chat.db, its -wal and -shm, the lock and the search index
+    file (with its own -wal and -shm) are 0600."""
     server = await launch()
     client, _, _ = await connect_json(server.ws_url)
     await post(client, "written")  # the -wal and -shm files exist while the server runs
@@ -164,4 +165,7 @@ async def test_the_data_dir_and_every_database_file_are_private(launch, tmp_path
         "chat.db-wal": 0o600,
         "chat.db-shm": 0o600,
         "chat.db.lock": 0o600,
+        "chat-search.db": 0o600,
+        "chat-search.db-wal": 0o600,
+        "chat-search.db-shm": 0o600,
     }
