@@ -203,7 +203,11 @@ def run(args: argparse.Namespace) -> int:
     cfg = config(args)
     if cfg.server_cores is not None:
         require_tool("taskset", "install util-linux, or pass --no-pin")
-    held = max(cfg.memory_connections, cfg.connect_clients, cfg.workers_idle)
+    held = max(
+        cfg.memory_connections if "memory" in names else 0,
+        cfg.connect_clients if "connect" in names else 0,
+        cfg.workers_idle if "workers" in names else 0,
+    )
     raise_fd_limit(held + FD_MARGIN)
     kit = nodekit.prepare(
         nodekit.shared_folder(args.shared_bench), seed_server=bool(WITH_SEED & set(names))
