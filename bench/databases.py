@@ -178,7 +178,9 @@ class PostgresDatabases:
         template = self.template(spec)
         data_dir.mkdir(parents=True, exist_ok=True)
         name = self._new_name()
-        self._admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        # CHECKPOINT: the clone was written through the WAL (PostgreSQL 15's default copy
+        # strategy); flush it now, or the run's first checkpoint measures that instead
+        self._admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"', "CHECKPOINT")
         self._live.append(name)
         return self._sqlalchemy_url(name)
 
