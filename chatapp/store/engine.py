@@ -8,6 +8,7 @@ names the database, with its password masked.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -36,6 +37,8 @@ R = TypeVar("R")
 WRITER_LOCK_WAIT = 0.25
 
 
+#: Seconds between tries to open a database that other starting servers hold locked.
+STARTUP_RETRY_PAUSE = 0.05
 #: Connections of the writer's own pool on PostgreSQL (one batch at a time, one spare).
 WRITER_POOL_SIZE = 2
 
@@ -129,7 +132,7 @@ async def open_store(
     """
     if migrate_schema:
         await upgrade_schema(url)
-    engine, _ = await _prepared(url, _require_current, timeout=timeout)
+    engine = await _opened_beside_others(url, timeout)
     try:
         index = await _search_index(engine)
     except StoreError:
@@ -142,6 +145,27 @@ async def open_store(
         await store.close()
         raise
     return store
+
+
+async def _opened_beside_others(url: str, timeout: float) -> AsyncEngine:
+    """The store's engine, once the schema is seen current."""
+    engine, _ = await _beside_others(lambda: _prepared(url, _require_current, timeout=timeout))
+    return engine
+
+
+async def _beside_others(attempt: Callable[[], Coroutine[Any, Any, R]]) -> R:
+    """``attempt()``, tried again while it fails on a locked database. Servers started
+    together on a new SQLite file race to switch it to WAL, which SQLite may answer
+    "locked" at once instead of waiting; try again for as long as a migration may take."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + migrate.MIGRATION_TIMEOUT
+    while True:
+        try:
+            return await attempt()
+        except StoreError as exc:
+            if "database is locked" not in str(exc) or loop.time() > deadline:
+                raise
+            await asyncio.sleep(STARTUP_RETRY_PAUSE)
 
 
 async def _search_index(engine: AsyncEngine) -> SearchIndex | None:
@@ -161,7 +185,9 @@ async def _search_index(engine: AsyncEngine) -> SearchIndex | None:
 
 async def upgrade_schema(url: str) -> migrate.Revision:
     """Bring the database at ``url`` to the newest schema; returns where it stood before."""
-    engine, before = await _prepared(url, migrate.upgrade, timeout=migrate.MIGRATION_TIMEOUT)
+    engine, before = await _beside_others(
+        lambda: _prepared(url, migrate.upgrade, timeout=migrate.MIGRATION_TIMEOUT)
+    )
     await engine.dispose()
     return before
 

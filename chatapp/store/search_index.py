@@ -27,6 +27,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -47,6 +48,8 @@ CHUNK = 2000
 MOST_BEHIND_FOR_SEARCH = 20 * CHUNK
 #: Seconds between catch-ups when no commit asks for one sooner.
 IDLE_INTERVAL = 1.0
+#: Seconds to keep trying to set up the index file while other processes do the same.
+OPEN_PATIENCE = 15.0
 #: The indexing thread's nice value: the lowest priority.
 INDEXER_NICENESS = 19
 
@@ -93,6 +96,26 @@ class SearchIndex:
     def _open(self) -> None:
         _yield_to_the_server()
         files.create_private(self.path)
+        deadline = time.monotonic() + OPEN_PATIENCE
+        while True:
+            try:
+                self._db = self._connect()
+                return
+            except sqlite3.OperationalError as exc:
+                # processes starting together race to set up a new file; SQLite answers
+                # some of those races "locked" at once, without waiting (journal mode,
+                # schema): try again shortly
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise StoreError(
+                        f"cannot open the search index {str(self.path)!r}: {exc}"
+                    ) from None
+                time.sleep(0.05)
+            except sqlite3.Error as exc:
+                raise StoreError(
+                    f"cannot open the search index {str(self.path)!r}: {exc}"
+                ) from None
+
+    def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
             db.execute("PRAGMA busy_timeout=5000")
@@ -106,10 +129,10 @@ class SearchIndex:
             # taken (BEGIN IMMEDIATE would take it on every attached database: never used here)
             db.execute("ATTACH DATABASE ? AS chat", (str(self.database),))
             _forget_a_future(db)
-        except sqlite3.Error as exc:
+        except BaseException:
             db.close()
-            raise StoreError(f"cannot open the search index {str(self.path)!r}: {exc}") from None
-        self._db = db
+            raise
+        return db
 
     async def close(self) -> None:
         # Asked to stop, not cancelled: on Python 3.11 a cancellation that meets the
