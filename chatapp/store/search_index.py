@@ -159,8 +159,7 @@ class SearchIndex:
                 await asyncio.wait_for(self._wanted.wait(), IDLE_INTERVAL)
             self._wanted.clear()
             try:
-                while not self._closing and await self._run(self._catch_up_chunk) == CHUNK:
-                    pass
+                await self._index_pending()
             except StoreError as exc:
                 log.warning("search index: catching up failed, will try again: %s", exc)
 
@@ -172,7 +171,11 @@ class SearchIndex:
             raise StoreError(
                 f"the search index is being built ({behind} messages to go); try again in a moment"
             )
-        while await self._run(self._catch_up_chunk) == CHUNK:
+        await self._index_pending()
+
+    async def _index_pending(self) -> None:
+        """Index chunk after chunk until none is full (or the index is closing)."""
+        while not self._closing and await self._run(self._catch_up_chunk) == CHUNK:
             pass
 
     def _up_to(self, db: sqlite3.Connection) -> int:
