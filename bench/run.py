@@ -134,7 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     size = parser.add_argument_group("workers (one process against --workers 2)")
     size.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="the workers' Redis")
     size.add_argument("--workers-clients", type=int, default=1000, help="fan-out clients")
-    size.add_argument("--workers-idle", type=int, default=25_000, help="idle connections held")
+    size.add_argument(
+        "--workers-idle", type=int, default=25_000, help="idle connections held (0: leave out)"
+    )
     size.add_argument(
         "--workers-fd-limit", type=int, default=20_000, help="open files per server process"
     )

@@ -44,6 +44,10 @@ from bench.system import open_fds, process_tree
 WORKERS = 2
 #: Seconds to wait for the holder beyond n / 50: its handshakes time out after 60 s.
 IDLE_WAIT = 75.0
+#: Seconds without a new socket at the server after which it is taken to hold all it can.
+PLATEAU = 20.0
+#: Connections per holder process: each socket is a file, and one process may open 20 000.
+HOLDER_MAX = 15_000
 
 
 def workers(s: Session) -> list[Figure]:
@@ -85,8 +89,10 @@ def _workers(s: Session, side: Side, run: int) -> Measured:
     budget = 20 * (c.fanout_duration + c.fanout_grace + 2 + c.workers_clients / 200)
     with _server(s, side, f"workers-fanout-{run}-{side}") as server:
         sweep = s.loadgen("sweep", s.chat_url(BENCH_ROOM), "json", server, *args, seconds=budget)
-    with _server(s, side, f"workers-idle-{run}-{side}") as server:
-        idle = _idle(s, server, c.workers_idle)
+    idle: dict[str, Any] = {"held": None}
+    if c.workers_idle:  # 0 leaves the idle measure out (on PostgreSQL it says nothing new)
+        with _server(s, side, f"workers-idle-{run}-{side}") as server:
+            idle = _idle(s, server, c.workers_idle)
     best = sweep.get("best") or {}
     return {
         "max_rate": sweep["max_sustainable_rate"],
@@ -98,23 +104,44 @@ def _workers(s: Session, side: Side, run: int) -> Measured:
 def _idle(s: Session, server: Child, n: int) -> dict[str, Any]:
     """Open n idle connections with holder.cjs and count the sockets the server gained.
 
-    Past its file limit a server cannot accept (or cannot answer) some connections, and
-    the holder then never reports READY: the count is taken at READY or after
-    IDLE_WAIT + n / 50 seconds, whichever comes first."""
+    One holder opens at most HOLDER_MAX connections, so that no load process needs
+    more files than the machine lets one process open (20 000 here). Past its file
+    limit a server cannot accept (or cannot answer) some connections, and a holder
+    then never reports READY: the count is taken once every holder is READY, once the
+    server has opened no socket for PLATEAU seconds, or after IDLE_WAIT + n / 50
+    seconds, whichever comes first."""
     time.sleep(SETTLE_BEFORE)
     before = _tree_fds(server.pid)
-    argv = [s.kit.node, s.kit.tool("holder.cjs"), s.chat_url(IDLE_ROOM), str(n), "json"]
-    holder = s.procs.start("holder", argv, cores=s.config.load_cores)
+    argv = [s.kit.node, s.kit.tool("holder.cjs"), s.chat_url(IDLE_ROOM)]
+    holders = [
+        s.procs.start(f"holder-{i}", [*argv, str(share), "json"], cores=s.config.load_cores)
+        for i, share in enumerate(_shares(n, HOLDER_MAX))
+    ]
     deadline = time.monotonic() + IDLE_WAIT + n / 50
-    ready: dict[str, Any] | None = None
-    while ready is None and time.monotonic() < deadline and holder.running():
-        for line in holder.output().splitlines():
-            if line.startswith("READY "):
-                ready = json.loads(line.removeprefix("READY "))
+    ready: list[dict[str, Any] | None] = [None] * len(holders)
+    most, grew = before, time.monotonic()
+    while None in ready and time.monotonic() < deadline:
+        for i, holder in enumerate(holders):
+            for line in holder.output().splitlines():
+                if line.startswith("READY "):
+                    ready[i] = json.loads(line.removeprefix("READY "))
+        now, fds = time.monotonic(), _tree_fds(server.pid)
+        if fds > most:
+            most, grew = fds, now
+        stuck = not any(h.running() for h, r in zip(holders, ready, strict=True) if r is None)
+        if stuck or now - grew > PLATEAU:
+            break
         time.sleep(0.5)
     held = min(n, _tree_fds(server.pid) - before)
-    holder.kill()
+    for holder in holders:
+        holder.kill()
     return {"ready": ready, "held": held, "server_fds_before": before}
+
+
+def _shares(n: int, most: int) -> list[int]:
+    """n split into as few near-equal parts as keep each at or below ``most``."""
+    parts = -(-n // most)
+    return [n // parts + (1 if i < n % parts else 0) for i in range(parts)]
 
 
 def _tree_fds(pid: int) -> int:

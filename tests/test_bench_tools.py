@@ -10,6 +10,7 @@ import pytest
 from bench.delivery import Ack, Stored, Stream, StreamLog, check
 from bench.prefill import History, PrefillSpec
 from bench.stats import Figure, Measure, Record, comparisons, markdown_table, median, percentile
+from bench.workers import _shares
 from bench.wsclient import mask
 
 # --- medians, ratios and the table ------------------------------------------------
@@ -234,3 +235,12 @@ def test_storecost_measures_each_variant_it_names(capsys) -> None:
     table = capsys.readouterr().out
     for variant in ("baseline", "rooms_100"):
         assert f"| {variant} |" in table
+
+
+@pytest.mark.parametrize("n", [1, 200, 14_999, 15_000, 15_001, 25_000, 100_003])
+def test_idle_connections_are_shared_so_no_holder_needs_more_files_than_allowed(n) -> None:
+    shares = _shares(n, 15_000)
+    assert sum(shares) == n
+    assert max(shares) <= 15_000
+    assert max(shares) - min(shares) <= 1
+    assert len(shares) == -(-n // 15_000)
