@@ -25,7 +25,7 @@ from tornado.http1connection import HTTP1Connection
 from tornado.httputil import HTTPHeaders
 from tornado.ioloop import IOLoop
 from tornado.util import ObjectDict
-from tornado.websocket import WebSocketHandler
+from tornado.websocket import WebSocketHandler, WebSocketProtocol, _WebSocketParams
 
 from chatapp.auth.tokens import Authenticator, Identity
 from chatapp.core.hub import Delivery
@@ -41,6 +41,7 @@ from chatapp.web.edge import BaseHandler, client_address, is_loopback, require_a
 from chatapp.web.encoders import Encoder, Encoders
 from chatapp.web.outbox import Outbox
 from chatapp.web.ratelimit import TokenBucket
+from chatapp.web.wsreader import BufferedProtocol13
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +135,18 @@ class Socket(BaseHandler, WebSocketHandler):
 
     def get_compression_options(self) -> None:
         return None  # compression costs CPU per receiver and defeats encode-once
+
+    def get_websocket_protocol(self) -> WebSocketProtocol | None:
+        """Tornado's protocol with our frame reader (``wsreader``); other versions: 426."""
+        if self.request.headers.get("Sec-WebSocket-Version") != "13":
+            return None
+        params = _WebSocketParams(
+            ping_interval=self.ping_interval,
+            ping_timeout=self.ping_timeout,
+            max_message_size=self.max_message_size,
+            compression_options=None,  # see get_compression_options
+        )
+        return BufferedProtocol13(self, False, params)
 
     def _start(self) -> None:
         self.set_nodelay(True)
