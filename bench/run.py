@@ -26,7 +26,7 @@ from bench.procs import Processes, run_tool
 from bench.servers import DEFAULT_SERVER_CMD, schema_maker
 from bench.stats import Figure, comparisons, markdown_table
 from bench.system import RESULTS, port_or_free, raise_fd_limit, require_tool
-from bench.workers import workers
+from bench.workers import HOLDER_MAX, workers
 
 #: Every figure: issue 10's, and one process against --workers (issue 12).
 ALL_FIGURES = {**FIGURES, "workers": workers}
@@ -208,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
     held = max(
         cfg.memory_connections if "memory" in names else 0,
         cfg.connect_clients if "connect" in names else 0,
-        cfg.workers_idle if "workers" in names else 0,
+        min(cfg.workers_idle, HOLDER_MAX) if "workers" in names else 0,  # per holder
     )
     raise_fd_limit(held + FD_MARGIN)
     kit = nodekit.prepare(
