@@ -245,20 +245,30 @@ class ChatService:
 
     async def post(self, conn: Connection, room: str, text: str, client_id: str | None) -> Appended:
         """Store a message and broadcast it; returns once it is durable."""
+        stored = self.post_soon(conn, room, text, client_id)
+        try:
+            return await stored
+        except ChatError as exc:
+            exc.ref = client_id
+            raise
+
+    def post_soon(
+        self, conn: Connection, room: str, text: str, client_id: str | None
+    ) -> asyncio.Future[Appended]:
+        """``post`` as a future: refusals raise at once, storing failures come through it."""
         self._require_member(conn, room, client_id)
         self._hub.typing_stopped(conn, room)
         message = NewMessage(
             room=room, user=conn.user, text=text, client_id=client_id, created_at=datetime.now(UTC)
         )
         self._metrics.received.inc()
-        try:
-            result = await self._writer.submit(message, conn.id)
-        except ChatError as exc:
-            exc.ref = client_id
-            raise
-        if result.duplicate:
+        stored = self._writer.enqueue(message, conn.id)
+        stored.add_done_callback(self._count_duplicate)
+        return stored
+
+    def _count_duplicate(self, stored: asyncio.Future[Appended]) -> None:
+        if not stored.cancelled() and stored.exception() is None and stored.result().duplicate:
             self._metrics.duplicates.inc()
-        return result
 
     async def typing(self, conn: Connection, room: str) -> None:
         """Relay a typing notice; more than one a second per room, between messages, are dropped."""

@@ -76,13 +76,18 @@ class BatchWriter:
         Raises ``Unavailable`` if it could not be stored in time (or the writer
         is closed): it was not stored, and may be sent again with its key.
         """
+        return await self.enqueue(message, origin)
+
+    def enqueue(self, message: NewMessage, origin: str) -> asyncio.Future[Appended]:
+        """``submit`` without a coroutine: the future resolves as ``submit`` returns (a
+        connection that pipelines messages then needs no task per message)."""
         if self._closed:
             raise Unavailable("the server is shutting down")
         loop = asyncio.get_running_loop()
         pending = _Pending(message, origin, loop.create_future(), loop.time())
         self._queue.append(pending)
         self._wakeup.set()
-        return await pending.done
+        return pending.done
 
     async def close(self, timeout: float | None = None) -> None:
         """Refuse new messages, commit everything already queued, then stop.

@@ -29,6 +29,7 @@ from chatapp.web.api import (
 from chatapp.web.connection import Socket
 from chatapp.web.edge import log_request
 from chatapp.web.encoders import Encoders
+from chatapp.web.outbox import Corks
 from chatapp.web.ratelimit import AddressLimits
 from chatapp.web.sockets import ChatSocket, TextSocket
 
@@ -100,6 +101,7 @@ def make_app(
         "metrics": metrics,
         "encoders": Encoders.new(),
         "open_sockets": open_sockets,
+        "corks": Corks(),
     }
     reads = {
         "service": service,

@@ -20,6 +20,8 @@ import logging
 import time
 from collections.abc import AsyncGenerator, Awaitable
 from contextlib import aclosing
+from functools import partial
+from typing import Any
 
 from tornado.http1connection import HTTP1Connection
 from tornado.httputil import HTTPHeaders
@@ -32,14 +34,14 @@ from chatapp.core.hub import Delivery
 from chatapp.core.service import ChatService
 from chatapp.errors import ChatError, ErrorCode, LimitReached, Unavailable, close_code
 from chatapp.limits import MAX_INFLIGHT_PER_CONNECTION, MAX_REJECTED_FRAMES
-from chatapp.model import History, User
+from chatapp.model import Appended, History, User
 from chatapp.ops import instance
 from chatapp.ops.logs import connection_id
 from chatapp.ops.metrics import Metrics
 from chatapp.settings import Settings
 from chatapp.web.edge import BaseHandler, client_address, is_loopback, require_allowed_origin
 from chatapp.web.encoders import Encoder, Encoders
-from chatapp.web.outbox import Outbox
+from chatapp.web.outbox import Corks, Outbox
 from chatapp.web.ratelimit import TokenBucket
 from chatapp.web.wsreader import BufferedProtocol13
 
@@ -64,6 +66,7 @@ class Socket(BaseHandler, WebSocketHandler):
         "_bucket",
         "_catching_up",
         "_closing",
+        "_corks",
         "_expiry",
         "_outbox",
         "_rejected",
@@ -88,8 +91,10 @@ class Socket(BaseHandler, WebSocketHandler):
         metrics: Metrics,
         encoders: Encoders,
         open_sockets: set[Socket],
+        corks: Corks,
     ) -> None:
         self.encoders = encoders
+        self._corks = corks
         self.open_sockets = open_sockets
         self.service = service
         self.auth = auth
@@ -106,7 +111,7 @@ class Socket(BaseHandler, WebSocketHandler):
         self._rejected = 0
         self._closing = False
         self._catching_up = False
-        self._tasks: set[asyncio.Task[None]] | None = None  # made on first use
+        self._tasks: set[asyncio.Future[Any]] | None = None  # made on first use
         self.alive = True  # any frame or pong since the last keepalive round
 
     @property
@@ -156,6 +161,7 @@ class Socket(BaseHandler, WebSocketHandler):
             self.server_settings.max_client_backlog,
             self.server_settings.slow_client_timeout,
             self._stalled,
+            self._corks,
         )
         self.service.connect(self)
         self.open_sockets.add(self)
@@ -235,6 +241,7 @@ class Socket(BaseHandler, WebSocketHandler):
     def close(self, code: int | None = None, reason: str | None = None) -> None:
         self._closing = True
         if self._outbox is not None:
+            self._outbox.uncork()  # what this turn wrote goes before the close frame
             self._outbox.close()
         super().close(code, reason)
 
@@ -271,22 +278,45 @@ class Socket(BaseHandler, WebSocketHandler):
             self.close(close_code(ErrorCode.FLOODING), "flooding past the rate limit")
         return False
 
-    def _pipelined(self, work: Awaitable[None]) -> Awaitable[None] | None:
-        """Run a post without waiting, so the next frame can join the same commit.
+    def _post(self, room: str, text: str, client_id: str | None) -> Awaitable[None] | None:
+        """Post a message without waiting, so the next frame can join the same commit.
 
-        Past MAX_INFLIGHT_PER_CONNECTION the work is returned instead, and
-        Tornado waits for it before reading on: backpressure on a flooding client.
+        No task per message: the ack (``acknowledge``) or the error is sent from
+        the stored future's callback. Past MAX_INFLIGHT_PER_CONNECTION an
+        awaitable is returned, and the reader waits for it before reading on:
+        backpressure on a flooding client.
         """
-        if self._tasks is None or len(self._tasks) < MAX_INFLIGHT_PER_CONNECTION:
-            self._spawn(work)
+        try:
+            stored = self.service.post_soon(self, room, text, client_id)
+        except ChatError as exc:
+            self._report_for(exc, client_id, room)
             return None
-        return work
+        stored.add_done_callback(partial(self._stored, client_id, room))
+        if self._tasks is None or len(self._tasks) < MAX_INFLIGHT_PER_CONNECTION:
+            self._spawn(stored)
+            return None
+        return _settled(stored)
+
+    def _stored(self, client_id: str | None, room: str, stored: asyncio.Future[Appended]) -> None:
+        if stored.cancelled():
+            return
+        error = stored.exception()
+        if error is None:
+            self.acknowledge(stored.result())
+        elif isinstance(error, ChatError):
+            self._report_for(error, client_id, room)
+        else:
+            log.error("storing a message failed on connection %s", self.id, exc_info=error)
+            self.report(Unavailable("internal error", ref=client_id, room=room))
+
+    def acknowledge(self, stored: Appended) -> None:
+        """Tell the client its message is stored (the text endpoint says nothing)."""
 
     async def finish_requests(self, timeout: float) -> None:
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=timeout)
 
-    def _spawn(self, work: Awaitable[None]) -> None:
+    def _spawn(self, work: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(work)
         if self._tasks is None:
             self._tasks = set()
@@ -303,12 +333,15 @@ class Socket(BaseHandler, WebSocketHandler):
         try:
             await work
         except ChatError as exc:
-            exc.ref = exc.ref or ref
-            exc.room = exc.room or room
-            self.report(exc)
+            self._report_for(exc, ref, room)
         except Exception:
             log.exception("request failed on connection %s", self.id)
             self.report(Unavailable("internal error", ref=ref, room=room))
+
+    def _report_for(self, error: ChatError, ref: str | None, room: str | None) -> None:
+        error.ref = error.ref or ref
+        error.room = error.room or room
+        self.report(error)
 
     def on_close(self) -> None:
         connection_id.set(self.id)
@@ -319,3 +352,9 @@ class Socket(BaseHandler, WebSocketHandler):
             IOLoop.current().remove_timeout(self._expiry)
         self.open_sockets.discard(self)
         self._spawn(self.service.disconnect(self))
+
+
+async def _settled(work: asyncio.Future[Any]) -> None:
+    """Wait for ``work`` without raising its error: the reader would take it for a fault
+    of the connection (the error reaches the client through ``work``'s own callback)."""
+    await asyncio.wait([work])

@@ -8,6 +8,10 @@ traffic, and the service sends what it missed from the database once
 ``drained`` returns. A client that takes nothing at all for ``stall``
 seconds while data waits for it is given up (``on_stall``): a client that
 keeps reading is never closed, however much it has to catch up.
+
+Frames written in one turn of the event loop leave in one write at its end
+(``Corks``): the acks of a batch, and its broadcast, reach a client that
+pipelines messages as one send instead of one each.
 """
 
 from __future__ import annotations
@@ -23,10 +27,32 @@ from tornado.iostream import IOStream, StreamClosedError
 CHUNK_BYTES = 256 * 1024
 
 
+class Corks:
+    """The outboxes written to in this turn of the loop, sent once it ends (one per app)."""
+
+    __slots__ = ("_corked",)
+
+    def __init__(self) -> None:
+        self._corked: list[Outbox] = []
+
+    def add(self, outbox: Outbox) -> None:
+        if not self._corked:
+            asyncio.get_running_loop().call_soon(self._uncork)
+        self._corked.append(outbox)
+
+    def _uncork(self) -> None:
+        corked, self._corked = self._corked, []
+        for outbox in corked:
+            outbox.uncork()
+
+
 class Outbox:
     __slots__ = (
         "_bound",
         "_closed",
+        "_cork",
+        "_corked",
+        "_corks",
         "_handed",
         "_last_taken",
         "_on_stall",
@@ -39,9 +65,17 @@ class Outbox:
     )
 
     def __init__(
-        self, stream: IOStream, bound: int, stall: float, on_stall: Callable[[], None]
+        self,
+        stream: IOStream,
+        bound: int,
+        stall: float,
+        on_stall: Callable[[], None],
+        corks: Corks,
     ) -> None:
         self._stream = stream
+        self._corks = corks
+        self._cork: list[bytes] | None = None  # frames of this turn, sent at its end
+        self._corked = 0  # bytes in _cork
         self._bound = bound
         self._stall = stall
         self._on_stall = on_stall
@@ -56,7 +90,7 @@ class Outbox:
     @property
     def pending(self) -> int:
         """Bytes queued for the client that it has not taken yet."""
-        return self._queued + self._handed
+        return self._queued + self._handed + self._corked
 
     def write(self, data: bytes, *, force: bool = False) -> bool:
         """Queue complete frames; False, queuing nothing, when over the bound (unless
@@ -68,9 +102,24 @@ class Outbox:
             return False
         if self._handed or self._queued:
             self._enqueue(data)
+        elif self._cork is not None:
+            self._cork.append(data)
+            self._corked += len(data)
         else:
-            self._send(data)
+            self._cork = [data]
+            self._corked = len(data)
+            self._corks.add(self)
         return True
+
+    def uncork(self) -> None:
+        """Send what this turn wrote (``Corks`` calls it once the turn is over; ``Socket``
+        before closing, so that its last frames precede the close frame)."""
+        cork = self._cork
+        if cork is None:
+            return
+        self._cork, self._corked = None, 0
+        if not self._closed:
+            self._send(cork[0] if len(cork) == 1 else b"".join(cork))
 
     async def drained(self) -> None:
         """Return once at most half the bound waits (or the client is gone)."""
@@ -88,6 +137,7 @@ class Outbox:
         self._closed = True
         self._queue = None
         self._queued = 0
+        self._cork, self._corked = None, 0
         if self._stall_timer is not None:
             self._stall_timer.cancel()
             self._stall_timer = None

@@ -14,7 +14,7 @@ from chatapp.core import protocol
 from chatapp.core.service import require_access
 from chatapp.errors import ErrorCode, LimitReached, RequestError
 from chatapp.limits import DEFAULT_ROOM
-from chatapp.model import History
+from chatapp.model import Appended, History
 from chatapp.ops.logs import connection_id
 from chatapp.web.connection import Socket
 from chatapp.web.encoders import JsonEncoder, TextEncoder
@@ -54,7 +54,7 @@ class ChatSocket(Socket):
         room = frame.room
         match frame:
             case protocol.PostMessage():
-                return self._pipelined(self._guarded(self._post(frame), frame.client_id, room))
+                return self._post(room, frame.text, frame.client_id)
             case protocol.Join():
                 return self._join(room, frame.since, frame.limit)
             case protocol.Leave():
@@ -68,9 +68,8 @@ class ChatSocket(Socket):
     async def _join(self, room: str, since: int | None, limit: int | None) -> None:
         await self._guarded(self._send_all(self.service.join(self, room, since, limit)), room=room)
 
-    async def _post(self, frame: protocol.PostMessage) -> None:
-        result = await self.service.post(self, frame.room, frame.text, frame.client_id)
-        self.reply(self.encoder.ack(result.message))
+    def acknowledge(self, stored: Appended) -> None:
+        self.reply(self.encoder.ack(stored.message))
 
     async def _history(self, frame: protocol.HistoryRequest) -> None:
         page = await self.service.page(self.identity, frame.room, frame.before, frame.limit)
@@ -118,7 +117,4 @@ class TextSocket(Socket):
         except RequestError as exc:
             self.report(exc)
             return None
-        return self._pipelined(self._guarded(self._post(text)))
-
-    async def _post(self, text: str) -> None:
-        await self.service.post(self, DEFAULT_ROOM, text, None)
+        return self._post(DEFAULT_ROOM, text, None)

@@ -1,0 +1,110 @@
+"""The outbox over a real socket: frames of one loop turn leave in one send, in order."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+from tornado.iostream import IOStream
+
+from chatapp.web.outbox import Corks, Outbox
+
+
+class CountingSocket(socket.socket):
+    """A socket that counts the sends made on it."""
+
+    sends = 0
+
+    def send(self, data, flags: int = 0) -> int:  # type: ignore[override]
+        self.sends += 1
+        return super().send(data, flags)
+
+
+def pair() -> tuple[CountingSocket, socket.socket]:
+    ours, peer = socket.socketpair()
+    counting = CountingSocket(ours.family, ours.type, fileno=ours.detach())
+    counting.setblocking(False)
+    peer.setblocking(False)
+    return counting, peer
+
+
+async def received(peer: socket.socket, size: int) -> bytes:
+    loop = asyncio.get_running_loop()
+    data = b""
+    while len(data) < size:
+        data += await loop.sock_recv(peer, size - len(data))
+    return data
+
+
+def outbox(sock: socket.socket, corks: Corks, bound: int = 1 << 20) -> Outbox:
+    return Outbox(IOStream(sock), bound, 10.0, lambda: None, corks)
+
+
+def test_frames_written_in_one_turn_leave_in_one_send_in_order() -> None:
+    async def scenario() -> None:
+        ours, peer = pair()
+        box = outbox(ours, Corks())
+        frames = [f"frame {i};".encode() for i in range(10)]
+        for frame in frames:
+            assert box.write(frame)
+        assert ours.sends == 0  # nothing leaves before the turn ends
+        assert box.pending == sum(map(len, frames))
+        assert await received(peer, box.pending) == b"".join(frames)
+        assert ours.sends == 1
+        assert box.write(b"next turn")
+        assert await received(peer, 9) == b"next turn"
+        assert ours.sends == 2
+        peer.close()
+        ours.close()
+
+    asyncio.run(scenario())
+
+
+def test_each_outbox_of_a_turn_sends_its_own_frames() -> None:
+    async def scenario() -> None:
+        corks = Corks()
+        sockets = [pair() for _ in range(3)]
+        boxes = [outbox(ours, corks) for ours, _ in sockets]
+        for i, box in enumerate(boxes):
+            box.write(b"a%d" % i)
+            box.write(b"b%d" % i)
+        for i, (ours, peer) in enumerate(sockets):
+            assert await received(peer, 4) == b"a%db%d" % (i, i)
+            assert ours.sends == 1
+            peer.close()
+            ours.close()
+
+    asyncio.run(scenario())
+
+
+def test_uncork_sends_at_once_and_close_drops_what_is_corked() -> None:
+    async def scenario() -> None:
+        ours, peer = pair()
+        box = outbox(ours, Corks())
+        box.write(b"last words")
+        box.uncork()  # as Socket.close does before its close frame
+        assert ours.sends == 1
+        assert await received(peer, 10) == b"last words"
+        box.write(b"never sent")
+        box.close()
+        await asyncio.sleep(0.01)
+        assert ours.sends == 1
+        assert box.pending == 0
+        peer.close()
+        ours.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_full_outbox_refuses_and_counts_its_corked_bytes() -> None:
+    async def scenario() -> None:
+        ours, peer = pair()
+        box = outbox(ours, Corks(), bound=10)
+        assert box.write(b"x" * 11)  # under the bound when written
+        assert not box.write(b"y")  # over it now, though nothing has left yet
+        assert box.write(b"z", force=True)  # replies to the client's own requests always go
+        assert await received(peer, 12) == b"x" * 11 + b"z"
+        peer.close()
+        ours.close()
+
+    asyncio.run(scenario())
