@@ -8,7 +8,7 @@ from factories import ALICE, BOB, decode_frames, event, stored
 
 from chatapp.core.hub import Delivery
 from chatapp.model import History, MessageEvent, Page, PresenceEvent, TypingEvent, User
-from chatapp.web.encoders import JsonEncoder, MessageJson, TextEncoder
+from chatapp.web.encoders import JsonEncoder, MessageJson, TextEncoder, UserJson
 from chatapp.web.wsframe import text_frame
 
 JSON = JsonEncoder()
@@ -119,3 +119,22 @@ def test_the_message_cache_forgets_the_oldest_past_its_budget():
         cache(stored(seq))
     assert cache._size <= 1000 and stored(49).id in cache._texts
     assert stored(1).id not in cache._texts
+
+
+def test_presence_from_cached_user_json_is_the_same_document() -> None:
+    """Presence frames built from cached user JSON say what a plain JSON encoding says, a
+    renamed user included, and the cache stays within its size."""
+    encoder = JsonEncoder()
+    encoder.user_json = UserJson(most=3)
+    users = [User(f"u{i}", f'name "{i}" \u2713') for i in range(5)]
+    renamed = [User("u1", "someone else"), *users[2:]]
+    for present in (users, users, renamed):
+        delivery = Delivery("general", [PresenceEvent("general", tuple(present), 9)])
+        [frame] = payloads(encoder.delivery(delivery, Recipient("c1", ALICE)))
+        assert frame == {
+            "type": "presence",
+            "room": "general",
+            "users": [{"id": u.id, "name": u.name} for u in present],
+            "count": 9,
+        }
+    assert len(encoder.user_json._texts) <= 3

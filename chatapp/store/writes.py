@@ -54,7 +54,8 @@ class Statements:
 
 def _sqlite_time(moment: datetime) -> str:
     """How SQLAlchemy stores a DateTime in SQLite (UTC, no offset), so both read back alike."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    utc = moment if moment.tzinfo is UTC else moment.astimezone(UTC)
+    return utc.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
 
 SQLITE = Statements(

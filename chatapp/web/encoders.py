@@ -9,6 +9,7 @@ so they can be queued and written as they are.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
@@ -68,15 +69,40 @@ class MessageJson:
     def __init__(self, budget: int = MESSAGE_JSON_BUDGET) -> None:
         self._budget = budget
         self._texts: dict[int, str] = {}
+        # Ids oldest first. (Not the dict's own order: next(iter(d)) after many pops from
+        # its front walks the deleted slots, which made every eviction O(entries).)
+        self._order: deque[int] = deque()
         self._size = 0
 
     def __call__(self, message: StoredMessage) -> str:
         text = self._texts.get(message.id)
         if text is None:
             text = self._texts[message.id] = wire.encode_message(message)
+            self._order.append(message.id)
             self._size += len(text)
             while self._size > self._budget:
-                self._size -= len(self._texts.pop(next(iter(self._texts))))
+                self._size -= len(self._texts.pop(self._order.popleft()))
+        return text
+
+
+class UserJson:
+    """Each present user's JSON, for the presence frames that list the same people over and
+    over (a burst of joins re-lists the first hundred users of a room once per joiner).
+    Keyed by id and checked against the name, which a user may change; forgotten in one go
+    past ``most`` users."""
+
+    def __init__(self, most: int = 100_000) -> None:
+        self._most = most
+        self._texts: dict[str, tuple[str, str]] = {}  # id -> (name, JSON)
+
+    def __call__(self, user: User) -> str:
+        known = self._texts.get(user.id)
+        if known is not None and known[0] == user.name:
+            return known[1]
+        if len(self._texts) >= self._most:
+            self._texts.clear()
+        text = wire.encode_user(user)
+        self._texts[user.id] = (user.name, text)
         return text
 
 
@@ -88,6 +114,7 @@ class JsonEncoder:
 
     def __init__(self) -> None:
         self.message_json = MessageJson()
+        self.user_json = UserJson()
 
     def delivery(self, delivery: Delivery, recipient: Recipient) -> bytes:
         encoded = delivery.encoded.get(self)
@@ -126,7 +153,7 @@ class JsonEncoder:
         if isinstance(event, TypingEvent):
             return wire.encode_typing(event.room, event.user)
         assert isinstance(event, PresenceEvent)
-        return wire.encode_presence(event.room, event.users, event.count)
+        return wire.encode_presence(event.room, event.users, event.count, self.user_json)
 
 
 class TextEncoder:

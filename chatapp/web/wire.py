@@ -16,14 +16,14 @@ from typing import Any
 from chatapp.errors import ErrorCode
 from chatapp.model import RoomActivity, SearchResult, StoredMessage, User
 
-
-def _dumps(obj: object) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+#: One encoder for every document (json.dumps with options builds a new one per call).
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def iso_utc(moment: datetime) -> str:
     """ISO-8601 in UTC with a ``Z`` suffix, microsecond precision."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    utc = moment if moment.tzinfo is UTC else moment.astimezone(UTC)
+    return utc.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def user_dict(user: User) -> dict[str, str]:
@@ -129,10 +129,19 @@ def encode_ack(message: StoredMessage) -> str:
     )
 
 
-def encode_presence(room: str, users: Iterable[User], count: int) -> str:
-    """``users`` may be a sample of a large room; ``count`` is how many are present."""
-    return _dumps(
-        {"type": "presence", "room": room, "users": [user_dict(u) for u in users], "count": count}
+def encode_user(user: User) -> str:
+    return _dumps(user_dict(user))
+
+
+def encode_presence(
+    room: str, users: Iterable[User], count: int, user_json: Callable[[User], str] = encode_user
+) -> str:
+    """``users`` may be a sample of a large room; ``count`` is how many are present.
+    Built from each user's JSON (``user_json`` may serve those from a cache)."""
+    return (
+        f'{{"type":"presence","room":{_dumps(room)},"users":['
+        + ",".join([user_json(u) for u in users])
+        + f'],"count":{int(count)}}}'
     )
 
 
