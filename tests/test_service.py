@@ -203,13 +203,18 @@ async def test_a_failed_join_leaves_no_half_joined_member(store, since):
 
 
 class CountingStore(SqlStore):
-    """A real store that counts the newest-page reads."""
+    """A real store that counts the newest-page and head reads."""
 
     latest_reads = 0
+    head_reads = 0
 
     async def latest(self, room: str, limit: int) -> Page:
         CountingStore.latest_reads += 1
         return await super().latest(room, limit)
+
+    async def head(self, room: str) -> int:
+        CountingStore.head_reads += 1
+        return await super().head(room)
 
 
 async def test_joiners_of_an_active_room_get_its_newest_page_from_memory(store):
@@ -262,3 +267,39 @@ async def test_the_first_joiner_of_a_quiet_room_fills_memory_for_the_next(store,
     finally:
         await service.drain()
         await service.close()
+
+
+async def test_a_burst_of_joiners_of_an_unknown_room_reads_it_once(store):
+    """Joiners arriving together at a room this process does not know yet share one read
+    of its head and one of its newest page; each gets the page the store would give."""
+    counting = CountingStore(store._engine)
+    service = ChatService(counting, Hub(), LocalBroker(), Metrics(), Admission())
+    await service.start()
+    try:
+        await fill(store, 60)
+        heads, pages = CountingStore.head_reads, CountingStore.latest_reads
+        joiners = [FakeConnection(f"c{i}", ALICE if i % 2 else BOB) for i in range(30)]
+        await asyncio.gather(*(join(service, conn) for conn in joiners))
+        assert CountingStore.head_reads - heads == 1
+        assert CountingStore.latest_reads - pages == 1
+        expected = await store.latest("general", 50)
+        for conn in joiners:
+            [page] = conn.pages
+            assert (page.messages, page.has_more) == (expected.messages, expected.has_more)
+    finally:
+        await service.drain()
+        await service.close()
+
+
+async def test_a_shared_read_that_fails_fails_every_joiner_sharing_it(store):
+    """A database that does not answer gives each joiner of the burst its error, and no
+    half-joined member stays behind."""
+    hub = Hub()
+    service = ChatService(
+        UnreadableStore(store._engine), hub, LocalBroker(), Metrics(), Admission()
+    )
+    await fill(store, 3)
+    joiners = [FakeConnection(f"c{i}", ALICE) for i in range(5)]
+    outcomes = await asyncio.gather(*(join(service, c) for c in joiners), return_exceptions=True)
+    assert all(isinstance(outcome, StoreError) for outcome in outcomes), outcomes
+    assert not any(hub.is_member(conn, "general") for conn in joiners)

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from functools import partial
+from typing import Any, Protocol, TypeVar, cast
 
 from chatapp.auth.tokens import Identity
 from chatapp.broker import Broker
@@ -55,6 +56,8 @@ from chatapp.presence.memory import LocalPresence
 from chatapp.store import Store
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: Seconds between checks that every room with members here has had its newest messages
 #: delivered (a publish lost between commit and broker is then fetched from the store).
@@ -99,6 +102,7 @@ class ChatService:
         )
         self._tasks: set[asyncio.Task[None]] = set()
         self._filling: set[str] = set()
+        self._reading: dict[tuple[str, str], asyncio.Future[Any]] = {}  # see _read_once
         hub.on_gap = self._gap
         metrics.count_connections(lambda: len(admission.open))
 
@@ -165,7 +169,12 @@ class ChatService:
         try:
             await self._broker.subscribe(room)
             known = self._hub.last_seq(room)
-            head = await self._store.head(room) if known is None or since is not None else known
+            if since is not None:
+                head = await self._store.head(room)
+            elif known is None:
+                head = await self._read_once("head", room, lambda: self._store.head(room))
+            else:
+                head = known
             self._hub.set_head(room, head)
             cursor = head
             async for page, covered in self._history(room, head, since, size):
@@ -177,6 +186,24 @@ class ChatService:
             await self.leave(conn, room)  # no half-joined member left behind
             raise
 
+    async def _read_once(self, what: str, room: str, read: Callable[[], Awaitable[T]]) -> T:
+        """One read of ``what`` for ``room`` at a time: joiners that arrive while it is in
+        flight share it (a burst of joins of a room the hub does not know yet read its head
+        and newest page once, not once each). Every reader's subscription is active before
+        it asks, so a read in flight is as good for it as its own. A joiner that gives up
+        does not cancel the read for the others."""
+        key = (what, room)
+        pending = self._reading.get(key)
+        if pending is None:
+            pending = self._reading[key] = asyncio.ensure_future(read())
+            pending.add_done_callback(partial(self._read_done, key))
+        return cast(T, await asyncio.shield(pending))
+
+    def _read_done(self, key: tuple[str, str], read: asyncio.Future[Any]) -> None:
+        self._reading.pop(key, None)
+        if not read.cancelled():
+            read.exception()  # retrieved here too: every joiner may have gone
+
     async def _history(
         self, room: str, head: int, since: int | None, size: int
     ) -> AsyncIterator[tuple[Page, int]]:
@@ -185,7 +212,9 @@ class ChatService:
             page = self._newest_in_memory(room, size)
             if page is None:
                 # One more than the page: the tail it starts can then serve the next joiners.
-                stored = await self._store.latest(room, size + 1)
+                stored = await self._read_once(
+                    f"latest {size + 1}", room, lambda: self._store.latest(room, size + 1)
+                )
                 self._hub.remember(room, stored.messages)
                 page = _newest(stored, size)
             yield page, page.messages[-1].seq if page.messages else (page.pruned_before or 1) - 1
