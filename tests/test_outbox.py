@@ -21,7 +21,10 @@ class CountingSocket(socket.socket):
 
 
 def pair() -> tuple[CountingSocket, socket.socket]:
-    ours, peer = socket.socketpair()
+    """Two ends of a TCP connection over loopback (whose buffers grow as TCP's do)."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        peer = socket.create_connection(server.getsockname())
+        ours, _ = server.accept()
     counting = CountingSocket(ours.family, ours.type, fileno=ours.detach())
     counting.setblocking(False)
     peer.setblocking(False)
@@ -104,6 +107,28 @@ def test_a_full_outbox_refuses_and_counts_its_corked_bytes() -> None:
         assert not box.write(b"y")  # over it now, though nothing has left yet
         assert box.write(b"z", force=True)  # replies to the client's own requests always go
         assert await received(peer, 12) == b"x" * 11 + b"z"
+        peer.close()
+        ours.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_queue_of_many_chunks_drains_though_the_kernel_takes_some_whole() -> None:
+    """Frames queued behind a write in flight leave chunk by chunk; a chunk the kernel
+    takes at once must not end the draining (it once left the rest queued for good)."""
+
+    async def scenario() -> None:
+        ours, peer = pair()
+        box = outbox(ours, Corks(), bound=64 << 20)
+        big = b"a" * (4 << 20)  # more than the socket buffers: part waits in the stream
+        box.write(big)
+        await asyncio.sleep(0)  # the turn ends: the first write is in flight
+        frames = [bytes([98 + i % 20]) * (300 * 1024) for i in range(12)]  # > CHUNK_BYTES each
+        for frame in frames:
+            assert box.write(frame)
+        expected = big + b"".join(frames)
+        assert await asyncio.wait_for(received(peer, len(expected)), 10) == expected
+        assert box.pending == 0
         peer.close()
         ours.close()
 

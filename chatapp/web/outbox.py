@@ -185,7 +185,9 @@ class Outbox:
             self.close()
             return
         self._last_taken = time.monotonic()
-        if self._queue:
+        # Chunk after chunk while the kernel takes each whole: a chunk sent at once leaves
+        # no write in flight whose end would send the next one.
+        while self._queue and not self._handed and not self._closed:
             self._send(self._next_chunk())
         if self.pending <= self._bound // 2:
             self._wake()
