@@ -174,18 +174,21 @@ class SoakClient:
             await asyncio.sleep(max(random.uniform(0.05, 1.0), self.away_until - loop.time()))
 
     async def _open(self) -> None:
-        wanted = [st for st in self.rooms.values() if st.wanted]
-        first = wanted[0] if wanted else next(iter(self.rooms.values()))
+        first = next((st for st in self.rooms.values() if st.wanted), None)
+        first = first or next(iter(self.rooms.values()))
         target = f"/ws?room={first.name}"
         if first.log is not None:
             target += f"&since={first.log.last}"
 
         def opened(conn: WebSocket) -> None:
+            # The rooms to join are read now, not before the handshake: a
+            # come_back that fires while it runs finds no connection to join on.
             self.conn, self.closing = conn, False
             self.world.counts["connects"] += 1
             first.wanted, first.state = True, "joining"
-            for st in wanted[1:]:
-                self._join(st)
+            for st in list(self.rooms.values()):
+                if st.wanted and st is not first:
+                    self._join(st)
             if self.paused:
                 conn.pause_reading()
 
