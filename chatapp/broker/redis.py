@@ -31,6 +31,7 @@ from chatapp.broker.subscription import Subscription
 from chatapp.errors import BrokerError, ConfigError
 from chatapp.model import Event
 from chatapp.ops import instance
+from chatapp.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +120,7 @@ class RedisBroker:
             # what was committed before shutdown should still ring the bell
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._queue.join(), COMMAND_TIMEOUT)
-            self._publisher.cancel()
-            await asyncio.gather(self._publisher, return_exceptions=True)
+            await cancel_and_wait(self._publisher)
         await self._redis.close()
 
     def _channel(self, room: str) -> str:

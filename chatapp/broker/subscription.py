@@ -23,6 +23,8 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
+from chatapp.tasks import cancel_and_wait
+
 log = logging.getLogger(__name__)
 
 #: Backoff between reconnection attempts: from MIN to MAX seconds, doubling, with jitter.
@@ -102,10 +104,8 @@ class Subscription:
                 log.debug("unsubscribing from %s failed: %s", channel, exc)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         delay = BACKOFF_MIN

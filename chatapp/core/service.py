@@ -54,6 +54,7 @@ from chatapp.ops.retention import Retention
 from chatapp.presence import Presence
 from chatapp.presence.memory import LocalPresence
 from chatapp.store import Store
+from chatapp.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -121,9 +122,7 @@ class ChatService:
 
     async def close(self) -> None:
         """Release everything (after ``drain``)."""
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(*self._tasks)
         if self._retention is not None:
             await self._retention.close()
         await self._writer.close()

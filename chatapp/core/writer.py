@@ -30,6 +30,7 @@ from chatapp.errors import StoreError, Unavailable
 from chatapp.limits import DEFAULT_DB_TIMEOUT
 from chatapp.model import Appended, MessageEvent, NewMessage
 from chatapp.store import Store
+from chatapp.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +102,7 @@ class BatchWriter:
             return
         await asyncio.wait([self._task], timeout=timeout)
         stuck = [*self._in_flight, *self._queue]
-        if not self._task.done():
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await cancel_and_wait(self._task)
         _fail(stuck, Unavailable("the server is shutting down"))
         self._queue.clear()
 

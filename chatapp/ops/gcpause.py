@@ -16,6 +16,8 @@ import asyncio
 import gc
 from collections.abc import Callable
 
+from chatapp.tasks import cancel_and_wait
+
 #: Seconds between checks whether the connections changed (then freeze).
 SETTLE_SECONDS = 0.25
 #: Seconds between full collections that reclaim frozen cyclic garbage.
@@ -39,9 +41,7 @@ class FullCollectionGuard:
         self._task = asyncio.create_task(self._run(), name="chatapp-gc")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await cancel_and_wait(self._task)
         gc.unfreeze()
 
     async def _run(self) -> None:

@@ -35,6 +35,7 @@ from redis.exceptions import RedisError
 from chatapp.broker.redis import RedisConnection
 from chatapp.model import User
 from chatapp.ops import instance
+from chatapp.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -120,9 +121,7 @@ class RedisPresence:
 
     async def close(self) -> None:
         """Stop, and take this process's entries out of Redis (others see it leave now)."""
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(*self._tasks)
         with contextlib.suppress(RedisError, OSError, TimeoutError):
             await asyncio.wait_for(self._withdraw(), CLOSE_TIMEOUT)
 

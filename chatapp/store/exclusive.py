@@ -24,6 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chatapp.store.schema import LeaseRow
+from chatapp.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +83,7 @@ async def _lease(engine: AsyncEngine, name: str, ttl: timedelta) -> AsyncIterato
     try:
         yield True
     finally:
-        renewing.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await renewing
+        await cancel_and_wait(renewing)
         try:
             await _set_expiry(engine, name, holder, datetime.now(UTC))
         except (SQLAlchemyError, OSError) as exc:  # it expires by itself

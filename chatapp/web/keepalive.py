@@ -14,6 +14,8 @@ import contextlib
 from collections.abc import Callable, Collection
 from typing import Protocol
 
+from chatapp.tasks import cancel_and_wait
+
 
 class Pingable(Protocol):
     alive: bool
@@ -34,10 +36,7 @@ class Keepalive:
             self._task = asyncio.create_task(self._run(), name="chatapp-keepalive")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
         while True:
