@@ -8,7 +8,7 @@ from factories import ALICE, BOB, decode_frames, event, stored
 
 from chatapp.core.hub import Delivery
 from chatapp.model import History, MessageEvent, Page, PresenceEvent, TypingEvent, User
-from chatapp.web.encoders import JsonEncoder, MessageJson, TextEncoder, UserJson
+from chatapp.web.encoders import JsonEncoder, ListedJson, MessageJson, TextEncoder, UserJson
 from chatapp.web.wsframe import text_frame
 
 JSON = JsonEncoder()
@@ -138,3 +138,38 @@ def test_presence_from_cached_user_json_is_the_same_document() -> None:
             "count": 9,
         }
     assert len(encoder.user_json._texts) <= 3
+
+
+def test_a_rooms_listed_users_are_encoded_once_while_they_stay_the_same() -> None:
+    """Joiners that sort after the listed users change only the count: the same users'
+    JSON is reused (the very string), in frames that still say what a plain encoding
+    says; a rename among them, or another list, is encoded afresh; rooms apart."""
+    encoder = JsonEncoder()
+    listed = [User(f"u{i}", f"user {i}") for i in range(3)]
+
+    def presence(room: str, users: list[User], count: int) -> dict:
+        delivery = Delivery(room, [PresenceEvent(room, tuple(users), count)])
+        [frame] = payloads(encoder.delivery(delivery, Recipient("c1", ALICE)))
+        return frame
+
+    for count in (3, 4, 5):
+        assert presence("general", listed, count) == {
+            "type": "presence",
+            "room": "general",
+            "users": [{"id": u.id, "name": u.name} for u in listed],
+            "count": count,
+        }
+    first = encoder.listed_json("general", tuple(listed), encoder.user_json)
+    assert encoder.listed_json("general", tuple(list(listed)), encoder.user_json) is first
+    renamed = [User("u0", "a new name"), *listed[1:]]
+    assert presence("general", renamed, 5)["users"][0] == {"id": "u0", "name": "a new name"}
+    assert presence("other", listed[:1], 1)["users"] == [{"id": "u0", "name": "user 0"}]
+    assert presence("general", renamed, 6)["users"][0]["name"] == "a new name"
+
+
+def test_the_listed_users_cache_forgets_everything_past_its_room_count() -> None:
+    listed = ListedJson(most=2)
+    user_json = UserJson()
+    for room in ("a", "b", "c"):
+        listed(room, (ALICE,), user_json)
+    assert len(listed._listed) <= 2

@@ -14,9 +14,10 @@ from chatapp.web.wire import (
     encode_hello,
     encode_history,
     encode_message,
-    encode_presence,
     encode_typing,
+    encode_user,
     iso_utc,
+    presence_with,
     text_line,
 )
 
@@ -98,7 +99,8 @@ def test_empty_history_encodes_exactly():
 
 def test_presence_lists_users_and_count():
     """A presence frame has the room, the users as {id, name} and the total count."""
-    assert encode_presence("general", [ALICE, BOB], 2) == (
+    users_json = ",".join([encode_user(ALICE), encode_user(BOB)])
+    assert presence_with("general", users_json, 2) == (
         '{"type":"presence","room":"general",'
         '"users":[{"id":"u-alice","name":"Alice"},{"id":"u-bob","name":"Bob"}],"count":2}'
     )

@@ -24,11 +24,12 @@ class _Entry:
 class Roster:
     """Distinct present users of a room, counted by connection; ``first(n)`` in name order."""
 
-    __slots__ = ("_entries", "_order")
+    __slots__ = ("_entries", "_order", "_users")
 
     def __init__(self) -> None:
         self._entries: dict[str, _Entry] = {}  # by user id
         self._order: list[tuple[str, str]] = []  # the entries' keys, sorted
+        self._users: list[User] = []  # the entries' users, in the same order
 
     def add(self, user: User) -> None:
         """One more connection of ``user`` is present."""
@@ -37,7 +38,9 @@ class Roster:
             entry.connections += 1
             return
         entry = self._entries[user.id] = _Entry((user.name.casefold(), user.id), user, 1)
-        bisect.insort(self._order, entry.key)
+        place = bisect.bisect_left(self._order, entry.key)
+        self._order.insert(place, entry.key)
+        self._users.insert(place, user)
 
     def remove(self, user: User) -> None:
         """One connection of ``user`` is no longer present."""
@@ -48,11 +51,13 @@ class Roster:
         if entry.connections:
             return
         del self._entries[user.id]
-        del self._order[bisect.bisect_left(self._order, entry.key)]
+        place = bisect.bisect_left(self._order, entry.key)
+        del self._order[place]
+        del self._users[place]
 
     def first(self, count: int) -> tuple[User, ...]:
         """The first ``count`` users in name order."""
-        return tuple(self._entries[user_id].user for _, user_id in self._order[:count])
+        return tuple(self._users[:count])
 
     def __len__(self) -> int:
         return len(self._order)

@@ -106,6 +106,28 @@ class UserJson:
         return text
 
 
+class ListedJson:
+    """The users a room's presence frame lists, as JSON, kept per room until they change.
+
+    A burst of joins re-encodes the room's presence once per joiner; past the first
+    hundred names most joiners sort after the listed users, so the list stays the same
+    and only the count moves. Forgotten in one go past ``most`` rooms."""
+
+    def __init__(self, most: int = 10_000) -> None:
+        self._most = most
+        self._listed: dict[str, tuple[tuple[User, ...], str]] = {}
+
+    def __call__(self, room: str, users: tuple[User, ...], user_json: UserJson) -> str:
+        known = self._listed.get(room)
+        if known is not None and known[0] == users:  # User is frozen: a rename differs
+            return known[1]
+        if len(self._listed) >= self._most:
+            self._listed.clear()
+        text = ",".join([user_json(u) for u in users])
+        self._listed[room] = (users, text)
+        return text
+
+
 class JsonEncoder:
     """``/ws``: every event as a JSON frame; your own typing notices are not sent back.
 
@@ -115,6 +137,7 @@ class JsonEncoder:
     def __init__(self) -> None:
         self.message_json = MessageJson()
         self.user_json = UserJson()
+        self.listed_json = ListedJson()
 
     def delivery(self, delivery: Delivery, recipient: Recipient) -> bytes:
         encoded = delivery.encoded.get(self)
@@ -153,7 +176,8 @@ class JsonEncoder:
         if isinstance(event, TypingEvent):
             return wire.encode_typing(event.room, event.user)
         assert isinstance(event, PresenceEvent)
-        return wire.encode_presence(event.room, event.users, event.count, self.user_json)
+        listed = self.listed_json(event.room, event.users, self.user_json)
+        return wire.presence_with(event.room, listed, event.count)
 
 
 class TextEncoder:

@@ -133,16 +133,12 @@ def encode_user(user: User) -> str:
     return _dumps(user_dict(user))
 
 
-def encode_presence(
-    room: str, users: Iterable[User], count: int, user_json: Callable[[User], str] = encode_user
-) -> str:
-    """``users`` may be a sample of a large room; ``count`` is how many are present.
-    Built from each user's JSON (``user_json`` may serve those from a cache)."""
-    return (
-        f'{{"type":"presence","room":{_dumps(room)},"users":['
-        + ",".join([user_json(u) for u in users])
-        + f'],"count":{int(count)}}}'
-    )
+def presence_with(room: str, users_json: str, count: int) -> str:
+    """A presence frame: ``users_json`` is the listed users' JSON (``encode_user``) joined
+    with commas, kept by the encoder while a room's listed users stay the same (joiners
+    that sort after them change only ``count``, the total present)."""
+    head = f'{{"type":"presence","room":{_dumps(room)},"users":['
+    return f'{head}{users_json}],"count":{int(count)}}}'
 
 
 def encode_typing(room: str, user: User) -> str:
