@@ -97,20 +97,22 @@ async def test_metrics_count_traffic_errors_batches_and_latency(ws_url, http_url
     """``/metrics`` is Prometheus text whose counters and histograms move with traffic."""
     client, _, _ = await connect_json(ws_url)
     other, _, _ = await connect_json(ws_url)
-    await post(client, "counted")
+    first = await post(client, "counted", client_id="m-1")
     await other.expect("message")
+    assert await post(client, "counted", client_id="m-1") == first  # a retry: the same ack
     await client.send("not json")
     await client.expect("error")
     response = await AsyncHTTPClient().fetch(f"{http_url}/metrics")
     assert response.headers["Content-Type"].startswith("text/plain")
     lines = response.body.decode().splitlines()
-    assert sample(lines, "chatapp_messages_received_total") == 1
+    assert sample(lines, "chatapp_messages_received_total") == 2
     assert sample(lines, "chatapp_messages_stored_total") == 1
+    assert sample(lines, "chatapp_messages_duplicate_total") == 1
     assert sample(lines, "chatapp_messages_delivered_total") == 2
     assert sample(lines, 'chatapp_errors_total{code="bad_json"}') == 1
     assert sample(lines, "chatapp_connections") == 2
-    assert sample(lines, "chatapp_write_batch_size_count") == 1
-    assert sample(lines, "chatapp_commit_seconds_count") == 1
+    assert sample(lines, "chatapp_write_batch_size_count") == 2
+    assert sample(lines, "chatapp_commit_seconds_count") == 2
     assert sample(lines, "chatapp_fanout_seconds_count") >= 1
     assert sample(lines, "chatapp_slow_consumers_total") == 0
 

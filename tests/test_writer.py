@@ -78,14 +78,16 @@ class Recorder:
     def __init__(self) -> None:
         self.events: list[MessageEvent] = []
         self.batches: list[int] = []
+        self.duplicates = 0
         self.log: list[tuple[str, str]] = []
 
     async def on_commit(self, events: Sequence[MessageEvent]) -> None:
         self.events.extend(events)
         self.log.extend(("commit", e.message.text) for e in events)
 
-    def on_batch(self, size: int, seconds: float) -> None:
+    def on_batch(self, size: int, duplicates: int, seconds: float) -> None:
         self.batches.append(size)
+        self.duplicates += duplicates
 
 
 @asynccontextmanager
@@ -169,6 +171,7 @@ async def test_duplicates_are_answered_with_the_original_and_published_again(sql
     assert again.duplicate is True
     assert again.message == first.message
     assert [(e.message.text, e.message.seq) for e in recorder.events] == [("once", 1)] * 2
+    assert recorder.duplicates == 1  # counted once, in the batch that answered the retry
     assert len((await sql_store.latest("general", 10)).messages) == 1
 
 
@@ -266,7 +269,7 @@ async def test_failing_batch_callback_does_not_stall_the_writer(sql_store):
     """If the batch callback (metrics) raises, submitters still hear back and the writer goes on."""
     recorder = Recorder()
 
-    def broken_metrics(size: int, seconds: float) -> None:
+    def broken_metrics(size: int, duplicates: int, seconds: float) -> None:
         raise RuntimeError("metrics broke")
 
     writer = BatchWriter(sql_store, recorder.on_commit, on_batch=broken_metrics)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Protocol, TypeVar, cast
@@ -99,7 +99,7 @@ class ChatService:
         self._max_rooms = max_rooms
         self._retention = Retention(store, retention_days) if retention_days > 0 else None
         self._writer = BatchWriter(
-            store, self._publish, on_batch=metrics.observe_commit, timeout=db_timeout
+            store, broker.publish, on_batch=metrics.observe_commit, timeout=db_timeout
         )
         self._tasks: set[asyncio.Task[None]] = set()
         self._filling: set[str] = set()
@@ -290,13 +290,7 @@ class ChatService:
             room=room, user=conn.user, text=text, client_id=client_id, created_at=datetime.now(UTC)
         )
         self._metrics.received.inc()
-        stored = self._writer.enqueue(message, conn.id)
-        stored.add_done_callback(self._count_duplicate)
-        return stored
-
-    def _count_duplicate(self, stored: asyncio.Future[Appended]) -> None:
-        if not stored.cancelled() and stored.exception() is None and stored.result().duplicate:
-            self._metrics.duplicates.inc()
+        return self._writer.enqueue(message, conn.id)
 
     async def typing(self, conn: Connection, room: str) -> None:
         """Relay a typing notice; more than one a second per room, between messages, are dropped."""
@@ -347,10 +341,6 @@ class ChatService:
         require_access(conn.identity, room, ref)
         if not self._hub.is_member(conn, room):
             raise RequestError(f"join room {room!r} first", ErrorCode.NOT_JOINED, ref=ref)
-
-    async def _publish(self, events: Sequence[MessageEvent]) -> None:
-        self._metrics.stored.inc(len(events))
-        await self._broker.publish(events)
 
     # --- what the broker did not bring -----------------------------------------
 

@@ -53,7 +53,7 @@ class BatchWriter:
         self,
         store: Store,
         on_commit: Callable[[Sequence[MessageEvent]], Awaitable[None]],
-        on_batch: Callable[[int, float], None] = lambda size, seconds: None,
+        on_batch: Callable[[int, int, float], None] = lambda size, duplicates, seconds: None,
         *,
         timeout: float = DEFAULT_DB_TIMEOUT,
     ) -> None:
@@ -158,7 +158,8 @@ class BatchWriter:
             await self._commit(batch[middle:])
             return
         try:
-            self._on_batch(len(batch), time.perf_counter() - started)
+            duplicates = sum(1 for result in results if result.duplicate)
+            self._on_batch(len(batch), duplicates, time.perf_counter() - started)
         except Exception:
             log.exception("the batch observer failed")
         try:

@@ -94,9 +94,13 @@ class Metrics:
     def count_connections(self, read: Callable[[], int]) -> None:
         self.connections.set_function(read)
 
-    def observe_commit(self, size: int, seconds: float) -> None:
+    def observe_commit(self, size: int, duplicates: int, seconds: float) -> None:
+        """A batch committed: ``size`` messages, ``duplicates`` of them retries of stored ones."""
         self.batch_size.observe(size)
         self.commit_seconds.observe(seconds)
+        self.stored.inc(size - duplicates)  # a retry is published again, not stored again
+        if duplicates:
+            self.duplicates.inc(duplicates)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -291,13 +291,18 @@ class Socket(BaseHandler, WebSocketHandler):
         except ChatError as exc:
             self._report_for(exc, client_id, room)
             return None
+        in_flight = self._tasks
+        if in_flight is None:
+            in_flight = self._tasks = set()
+        in_flight.add(stored)  # one callback per message answers and forgets it
         stored.add_done_callback(partial(self._stored, client_id, room))
-        if self._tasks is None or len(self._tasks) < MAX_INFLIGHT_PER_CONNECTION:
-            self._spawn(stored)
+        if len(in_flight) <= MAX_INFLIGHT_PER_CONNECTION:
             return None
         return _settled(stored)
 
     def _stored(self, client_id: str | None, room: str, stored: asyncio.Future[Appended]) -> None:
+        if self._tasks is not None:
+            self._tasks.discard(stored)
         if stored.cancelled():
             return
         error = stored.exception()
