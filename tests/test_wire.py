@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 from factories import ALICE, BOB, T0, stored
+from hypothesis import given
+from hypothesis import strategies as st
 
 from chatapp.errors import ErrorCode
+from chatapp.model import StoredMessage, User
 from chatapp.web.wire import (
     encode_ack,
     encode_error,
@@ -17,6 +20,7 @@ from chatapp.web.wire import (
     encode_typing,
     encode_user,
     iso_utc,
+    message_dict,
     presence_with,
     text_line,
 )
@@ -137,3 +141,23 @@ def test_error_without_ref_omits_the_field():
 def test_text_line_is_name_colon_text():
     """Text-mode clients see '<name>: <text>'."""
     assert text_line(stored(1, text="hello there", user=BOB)) == "Bob: hello there"
+
+
+@given(
+    room=st.text(max_size=20),
+    seq=st.integers(1, 2**53),
+    message_id=st.integers(1, 2**53),
+    user_id=st.text(max_size=20),
+    name=st.text(max_size=20),
+    text=st.text(st.characters(), max_size=60),
+    client_id=st.none() | st.text(max_size=20),
+    at=st.datetimes(timezones=st.just(UTC)),
+)
+def test_a_message_frame_is_its_dict_as_json(
+    room, seq, message_id, user_id, name, text, client_id, at
+) -> None:
+    """The frame assembled from encoded parts is exactly the dict's compact JSON, for any
+    strings (quotes, controls, any script) and with or without a client_id."""
+    message = StoredMessage(message_id, room, seq, User(user_id, name), text, at, client_id)
+    expected = json.dumps(message_dict(message), ensure_ascii=False, separators=(",", ":"))
+    assert encode_message(message) == expected

@@ -47,7 +47,15 @@ def message_dict(message: StoredMessage) -> dict[str, Any]:
 
 
 def encode_message(message: StoredMessage) -> str:
-    return _dumps(message_dict(message))
+    """``message_dict`` as JSON, assembled from its encoded strings: every stored message is
+    encoded once on its way out, and building the dict first took twice as long."""
+    user, client_id = message.user, message.client_id
+    end = "}" if client_id is None else f',"client_id":{_dumps(client_id)}}}'
+    return (
+        f'{{"type":"message","room":{_dumps(message.room)},"seq":{int(message.seq)},'
+        f'"id":{int(message.id)},"user":{{"id":{_dumps(user.id)},"name":{_dumps(user.name)}}},'
+        f'"text":{_dumps(message.text)},"ts":"{iso_utc(message.created_at)}"{end}'
+    )
 
 
 def encode_hello(user: User, server: str) -> str:
