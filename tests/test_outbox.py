@@ -133,3 +133,36 @@ def test_a_queue_of_many_chunks_drains_though_the_kernel_takes_some_whole() -> N
         ours.close()
 
     asyncio.run(scenario())
+
+
+def test_a_busy_large_room_is_held_so_the_next_broadcast_shares_its_sends() -> None:
+    """A turn that wrote to ``large`` clients or more, ``busy`` seconds or less after the
+    last such turn, waits ``hold`` seconds: what later turns write meanwhile leaves in
+    the same send, in order. The first large turn (a quiet room) and small turns do
+    not wait."""
+
+    async def scenario() -> None:
+        corks = Corks(large=2, hold=0.5, busy=10.0)
+        sockets = [pair() for _ in range(3)]
+        boxes = [outbox(ours, corks) for ours, _ in sockets]
+        for box in boxes[:2]:
+            box.write(b"zero;")
+        for _, peer in sockets[:2]:
+            assert await received(peer, 5) == b"zero;"  # quiet until now: not held
+        for box in boxes[:2]:
+            box.write(b"one;")
+        await asyncio.sleep(0.01)  # a later turn, within the hold
+        assert all(ours.sends == 1 for ours, _ in sockets[:2])
+        for box in boxes:
+            box.write(b"two;")
+        wanted = [b"one;two;", b"one;two;", b"two;"]
+        for (_, peer), expected in zip(sockets, wanted, strict=True):
+            assert await received(peer, len(expected)) == expected
+        assert [ours.sends for ours, _ in sockets] == [2, 2, 1]
+        boxes[2].write(b"small;")  # one client: sent at the end of its turn
+        assert await received(sockets[2][1], 6) == b"small;"
+        for ours, peer in sockets:
+            peer.close()
+            ours.close()
+
+    asyncio.run(scenario())

@@ -27,20 +27,58 @@ from tornado.iostream import IOStream, StreamClosedError
 CHUNK_BYTES = 256 * 1024
 
 
+#: A turn that wrote to this many clients is a large room's broadcast: when another
+#: came less than LARGE_TURN_BUSY seconds before (the room is busy), its sends wait
+#: LARGE_TURN_HOLD seconds for the next messages, which then share them.
+LARGE_TURN = 500
+LARGE_TURN_HOLD = 0.005
+LARGE_TURN_BUSY = 0.02
+
+
 class Corks:
-    """The outboxes written to in this turn of the loop, sent once it ends (one per app)."""
+    """The outboxes written to in this turn of the loop, sent once it ends (one per app).
 
-    __slots__ = ("_corked",)
+    A turn that wrote to LARGE_TURN clients or more (a broadcast to a large room)
+    shortly after another is held a few milliseconds first. At 1000 members
+    every message costs 1000 sends on the server and 1000 reads on the
+    clients; messages arriving within the hold leave together, as one send per
+    client. A quiet room's message gains nothing from waiting and is not held;
+    small turns never are.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("_busy", "_corked", "_held", "_hold", "_large", "_last_large")
+
+    def __init__(
+        self, large: int = LARGE_TURN, hold: float = LARGE_TURN_HOLD, busy: float = LARGE_TURN_BUSY
+    ) -> None:
         self._corked: list[Outbox] = []
+        self._large = large
+        self._hold = hold
+        self._busy = busy
+        self._held = False
+        self._last_large = float("-inf")
 
     def add(self, outbox: Outbox) -> None:
-        if not self._corked:
+        if not self._corked and not self._held:
             asyncio.get_running_loop().call_soon(self._uncork)
         self._corked.append(outbox)
 
     def _uncork(self) -> None:
+        if len(self._corked) >= self._large:
+            loop = asyncio.get_running_loop()
+            now, last = loop.time(), self._last_large
+            self._last_large = now
+            if now - last < self._busy:
+                self._held = True
+                loop.call_later(self._hold, self._release)
+                return
+        self._send_all()
+
+    def _release(self) -> None:
+        self._held = False
+        self._send_all()
+
+    def _send_all(self) -> None:
         corked, self._corked = self._corked, []
         for outbox in corked:
             outbox.uncork()
