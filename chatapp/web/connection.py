@@ -291,9 +291,7 @@ class Socket(BaseHandler, WebSocketHandler):
         except ChatError as exc:
             self._report_for(exc, client_id, room)
             return None
-        in_flight = self._tasks
-        if in_flight is None:
-            in_flight = self._tasks = set()
+        in_flight = self._in_flight()
         in_flight.add(stored)  # one callback per message answers and forgets it
         stored.add_done_callback(partial(self._stored, client_id, room))
         if len(in_flight) <= MAX_INFLIGHT_PER_CONNECTION:
@@ -321,12 +319,17 @@ class Socket(BaseHandler, WebSocketHandler):
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=timeout)
 
-    def _spawn(self, work: Awaitable[Any]) -> None:
-        task = asyncio.ensure_future(work)
+    def _in_flight(self) -> set[asyncio.Future[Any]]:
+        """What this connection still runs (shutdown waits for it), made on first use."""
         if self._tasks is None:
             self._tasks = set()
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        return self._tasks
+
+    def _spawn(self, work: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(work)
+        in_flight = self._in_flight()
+        in_flight.add(task)
+        task.add_done_callback(in_flight.discard)
 
     async def _guarded(
         self, work: Awaitable[None], ref: str | None = None, room: str | None = None
