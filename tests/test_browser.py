@@ -190,6 +190,9 @@ async def test_new_messages_while_scrolled_up_get_a_marker_and_a_jump_button(
     await expect(jump).to_be_hidden()
 
     await chat.page.evaluate("() => { document.getElementById('scroller').scrollTop -= 400; }")
+    # Visible, not just the text (a hidden button has it too): the page has handled the
+    # scroll, which it does on the next frame, before the new messages are sent.
+    await expect(jump).to_be_visible()
     await expect(jump).to_have_text("↓ Jump to latest")
     await seed(ws_url, ["fresh one", "fresh two"])
     await expect(jump).to_have_text("↓ 2 new messages")
