@@ -22,7 +22,7 @@ from sqlalchemy import event, insert, inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from chatapp.errors import StoreError
-from chatapp.model import NewMessage, User
+from chatapp.model import NewMessage, StoredMessage, User
 from chatapp.store.engine import create_engine, open_store
 from chatapp.store.schema import Base, MessageRow, RoomRow, include_name
 from chatapp.store.sql import SqlStore
@@ -50,13 +50,15 @@ LOCKED_ATTEMPTS = 20
 
 async def test_concurrent_batches_over_the_same_rooms_in_opposite_orders_all_commit(db_url):
     """Two writers (as two processes would be) appending to the same rooms in opposite orders
-    never deadlock; every room's seqs stay gapless.
+    never deadlock; every room's seqs stay gapless, and each message is told the id it was
+    stored under (SQLite reads the ids back after the insert: the other writer's never mix in).
 
     SQLite runs one writer at a time and the other waits for the lock only briefly, so there
     a batch refused with StoreError is sent again, as the server's writer does; PostgreSQL
     must commit every batch the first time."""
     first, second = await open_store(db_url), await open_store(db_url)
     patient = dialect_of(db_url) == "sqlite"
+    told: list[StoredMessage] = []
     try:
 
         async def write(store: SqlStore, rooms: list[str]) -> None:
@@ -64,7 +66,7 @@ async def test_concurrent_batches_over_the_same_rooms_in_opposite_orders_all_com
                 batch = [new(f"{room}{i}", room=room) for room in rooms for _ in range(3)]
                 for attempt in range(LOCKED_ATTEMPTS):
                     try:
-                        await store.append(batch, retry=attempt > 0)
+                        told.extend(r.message for r in await store.append(batch, retry=attempt > 0))
                         break
                     except StoreError:
                         if not patient or attempt == LOCKED_ATTEMPTS - 1:
@@ -72,8 +74,13 @@ async def test_concurrent_batches_over_the_same_rooms_in_opposite_orders_all_com
                         await asyncio.sleep(TICK)
 
         await asyncio.gather(write(first, ["a", "b", "c"]), write(second, ["c", "b", "a"]))
+        stored = {}
         for room in ("a", "b", "c"):
-            assert seqs(await first.after(room, 0, 500)) == list(range(1, 121))
+            messages = await first.after(room, 0, 500)
+            assert seqs(messages) == list(range(1, 121))
+            stored.update({(m.room, m.seq): m for m in messages})
+        assert sorted(told, key=lambda m: m.id) == sorted(stored.values(), key=lambda m: m.id)
+        assert all(stored[(m.room, m.seq)] == m for m in told)
     finally:
         await first.close()
         await second.close()

@@ -17,7 +17,7 @@ from rawws import RawClient
 from tornado.iostream import IOStream
 from tornado.websocket import _WebSocketParams
 
-from chatapp.web.wsreader import BufferedProtocol13
+from chatapp.web.wsreader import READ_CHUNK, BufferedProtocol13
 
 TEXT, BINARY, CONTINUATION, CLOSE, PING, PONG = 0x1, 0x2, 0x0, 0x8, 0x9, 0xA
 LIMIT = 1000  # max_message_size in these tests
@@ -208,6 +208,81 @@ def test_a_frame_the_handler_is_busy_with_holds_back_the_next() -> None:
             pair.handler.hold = None
             gate.set_result(None)
             assert await pair.received(2) == ["one", "two"]
+
+    run(scenario)
+
+
+def test_frames_that_came_with_the_handshake_are_read_first() -> None:
+    """The HTTP exchange may leave the client's first frames in the stream's buffer."""
+
+    async def scenario() -> None:
+        ours, peer = socket.socketpair()
+        handler = Handler()
+        protocol = BufferedProtocol13(handler, False, _WebSocketParams(max_message_size=LIMIT))  # type: ignore[arg-type]
+        protocol.stream = stream = IOStream(ours)
+        peer.sendall(b"GET\r\n" + frame(TEXT, b"early one") + frame(TEXT, b"early two"))
+        assert await stream.read_until(b"\r\n") == b"GET\r\n"  # as the handshake reads
+        assert stream._read_buffer_size > 0
+        await protocol._receive_frame_loop()
+        peer.sendall(frame(TEXT, b"later"))
+        for _ in range(500):
+            if len(handler.messages) == 3:
+                break
+            await asyncio.sleep(0.002)
+        assert handler.messages == ["early one", "early two", "later"]
+        protocol._abort()
+        peer.close()
+
+    run(scenario)
+
+
+def test_a_busy_handler_stops_reading_so_the_client_is_slowed_down() -> None:
+    """Backpressure: while a handler holds the reader, at most a chunk more is read; the
+    rest waits in the kernel until the handler is done, then arrives whole and in order."""
+
+    async def scenario() -> None:
+        async with Pair() as pair:
+            gate = asyncio.get_running_loop().create_future()
+
+            async def busy() -> None:
+                await gate
+
+            pair.handler.hold = busy
+            texts = [f"{i:06d}" + "x" * 900 for i in range(4000)]  # ~3.6 MiB
+            sending = asyncio.ensure_future(
+                pair.send(b"".join(frame(TEXT, t.encode()) for t in texts))
+            )
+            await asyncio.sleep(0.2)
+            assert pair.handler.messages == texts[:1]
+            assert not sending.done()  # the socket's buffers are full: the client waits
+            stream = pair.protocol.stream
+            assert len(pair.protocol._pending) + stream._read_buffer_size <= 2 * READ_CHUNK
+            pair.handler.hold = None
+            gate.set_result(None)
+            await sending
+            assert await pair.received(len(texts)) == texts
+
+    run(scenario)
+
+
+def test_a_peer_gone_while_the_handler_is_busy_is_reported_once_it_is_done() -> None:
+    async def scenario() -> None:
+        async with Pair() as pair:
+            gate = asyncio.get_running_loop().create_future()
+
+            async def busy() -> None:
+                await gate
+
+            pair.handler.hold = busy
+            await pair.send(frame(TEXT, b"one") + frame(TEXT, b"two"))
+            assert await pair.received(1) == ["one"]
+            pair.peer.close()
+            await asyncio.sleep(0.05)
+            pair.handler.hold = None
+            gate.set_result(None)
+            await asyncio.wait_for(pair.handler.closed.wait(), 5)
+            assert pair.handler.messages == ["one", "two"]
+            assert pair.handler.close_calls == 1
 
     run(scenario)
 
