@@ -160,6 +160,61 @@ async def test_on_commit_gets_events_in_commit_order_before_submitters_hear_back
         assert recorder.log.index(("commit", f"m{i}")) < recorder.log.index(("ack", f"m{i}"))
 
 
+async def test_the_next_batch_is_written_while_the_last_is_published_in_order(sql_store):
+    """Publishing a batch overlaps the writing of the next (so the loop and the database
+    work at once), but batches are published in commit order, each before its acks."""
+    recorder = Recorder()
+    release = asyncio.Event()
+
+    publishing_first = asyncio.Event()
+
+    async def slow_publish(events: Sequence[MessageEvent]) -> None:
+        recorder.log.extend(("publishing", e.message.text) for e in events)
+        if events[0].message.text == "first":
+            publishing_first.set()
+            await release.wait()
+        await recorder.on_commit(events)
+
+    async with running(sql_store, recorder, on_commit=slow_publish) as writer:
+        first = asyncio.ensure_future(writer.submit(new("first"), "c1"))
+        await asyncio.wait_for(publishing_first.wait(), STALL_GUARD)
+        second = asyncio.ensure_future(writer.submit(new("second"), "c1"))
+        for _ in range(200):  # stored while "first" is still being published
+            if len((await sql_store.latest("general", 10)).messages) == 2:
+                break
+            await asyncio.sleep(TICK / 10)
+        assert [m.text for m in (await sql_store.latest("general", 10)).messages] == [
+            "first",
+            "second",
+        ]
+        assert ("publishing", "second") not in recorder.log  # not beside the batch before
+        assert not first.done() and not second.done()
+        release.set()
+        assert (await first).message.seq == 1
+        assert (await second).message.seq == 2
+    assert [e.message.text for e in recorder.events] == ["first", "second"]
+
+
+async def test_a_close_that_times_out_while_publishing_answers_everyone(sql_store):
+    """A publish that hangs past close's timeout: its senders, and those behind, hear
+    Unavailable (their messages may be stored: resending with the key is safe)."""
+    publishing = asyncio.Event()
+
+    async def hung_publish(events: Sequence[MessageEvent]) -> None:
+        publishing.set()
+        await asyncio.Event().wait()
+
+    writer = BatchWriter(sql_store, hung_publish)
+    writer.start()
+    first = asyncio.ensure_future(writer.submit(new("first"), "c1"))
+    await asyncio.wait_for(publishing.wait(), STALL_GUARD)
+    second = asyncio.ensure_future(writer.submit(new("second"), "c1"))
+    await asyncio.wait_for(writer.close(timeout=5 * TICK), STALL_GUARD)
+    for sent in (first, second):
+        with pytest.raises(Unavailable):
+            await asyncio.wait_for(sent, STALL_GUARD)
+
+
 async def test_duplicates_are_answered_with_the_original_and_published_again(sql_store):
     """A resent client_id gets the original back, stored once; it is published again with
     its original seq, so a message whose first answer was lost still reaches the hub (which
