@@ -212,6 +212,20 @@ def test_a_frame_the_handler_is_busy_with_holds_back_the_next() -> None:
     run(scenario)
 
 
+def test_the_readers_state_stays_out_of_the_protocols_dict() -> None:
+    """Tornado fills the protocol's instance dict; a key more makes it grow into a larger
+    table, 0.8 KiB for every idle connection (the memory figure rose 9.0 -> 11.0 KiB)."""
+
+    async def scenario() -> None:
+        async with Pair() as pair:
+            await pair.send(frame(TEXT, b"one") + frame(TEXT, b"two")[:3])  # the rest is pending
+            assert await pair.received(1) == ["one"]
+            reader_state = {"_pending", "_listening", "_message_opcode", "_reading_done"}
+            assert not reader_state & set(vars(pair.protocol))
+
+    run(scenario)
+
+
 def test_frames_that_came_with_the_handshake_are_read_first() -> None:
     """The HTTP exchange may leave the client's first frames in the stream's buffer."""
 

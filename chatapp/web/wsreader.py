@@ -33,7 +33,7 @@ import struct
 from tornado.ioloop import IOLoop
 from tornado.iostream import IOStream
 from tornado.util import _websocket_mask
-from tornado.websocket import WebSocketProtocol13
+from tornado.websocket import WebSocketProtocol13, _WebSocketDelegate, _WebSocketParams
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +54,18 @@ _TOO_BIG = 1009
 class BufferedProtocol13(WebSocketProtocol13):
     """Tornado's RFC 6455 protocol with a callback-driven reader (see the module's doc)."""
 
-    _pending: bytes = b""  # received and not yet a complete frame
-    _reading_done = False  # the handler was told the connection closed
-    _message_opcode = 0  # of the fragmented message being received
-    _listening: asyncio.Future[bytes] | None = None  # the stream's read while we read
+    # In slots: set on an instance whose dict Tornado has filled, they would make it grow
+    # into a larger table (0.8 KiB per connection, measured with tracemalloc).
+    __slots__ = ("_listening", "_message_opcode", "_pending", "_reading_done")
+
+    def __init__(
+        self, handler: _WebSocketDelegate, mask_outgoing: bool, params: _WebSocketParams
+    ) -> None:
+        super().__init__(handler, mask_outgoing, params)
+        self._pending = b""  # received and not yet a complete frame
+        self._reading_done = False  # the handler was told the connection closed
+        self._message_opcode = 0  # of the fragmented message being received
+        self._listening: asyncio.Future[bytes] | None = None  # the stream's read while we read
 
     async def _receive_frame_loop(self) -> None:
         """Start reading and return: the stream's callbacks drive the connection from
