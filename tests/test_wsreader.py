@@ -90,6 +90,21 @@ class Pair:
         self.protocol._abort()
         self.peer.close()
 
+    def busy(self) -> Callable[[], None]:
+        """Keep the handler busy with every frame from now on; what ends it."""
+        gate = asyncio.get_running_loop().create_future()
+
+        async def busy() -> None:
+            await gate
+
+        self.handler.hold = busy
+
+        def release() -> None:
+            self.handler.hold = None
+            gate.set_result(None)
+
+        return release
+
     async def send(self, *chunks: bytes) -> None:
         loop = asyncio.get_running_loop()
         for chunk in chunks:
@@ -195,18 +210,12 @@ def test_unmasked_frames_are_read_as_tornado_reads_them() -> None:
 def test_a_frame_the_handler_is_busy_with_holds_back_the_next() -> None:
     async def scenario() -> None:
         async with Pair() as pair:
-            gate = asyncio.get_running_loop().create_future()
-
-            async def busy() -> None:
-                await gate
-
-            pair.handler.hold = busy
+            release = pair.busy()
             await pair.send(frame(TEXT, b"one") + frame(TEXT, b"two"))
             assert await pair.received(1) == ["one"]
             await asyncio.sleep(0.05)
             assert pair.handler.messages == ["one"]  # "two" waits for the handler
-            pair.handler.hold = None
-            gate.set_result(None)
+            release()
             assert await pair.received(2) == ["one", "two"]
 
     run(scenario)
@@ -256,12 +265,7 @@ def test_a_busy_handler_stops_reading_so_the_client_is_slowed_down() -> None:
 
     async def scenario() -> None:
         async with Pair() as pair:
-            gate = asyncio.get_running_loop().create_future()
-
-            async def busy() -> None:
-                await gate
-
-            pair.handler.hold = busy
+            release = pair.busy()
             texts = [f"{i:06d}" + "x" * 900 for i in range(4000)]  # ~3.6 MiB
             sending = asyncio.ensure_future(
                 pair.send(b"".join(frame(TEXT, t.encode()) for t in texts))
@@ -271,8 +275,7 @@ def test_a_busy_handler_stops_reading_so_the_client_is_slowed_down() -> None:
             assert not sending.done()  # the socket's buffers are full: the client waits
             stream = pair.protocol.stream
             assert len(pair.protocol._pending) + stream._read_buffer_size <= 2 * READ_CHUNK
-            pair.handler.hold = None
-            gate.set_result(None)
+            release()
             await sending
             assert await pair.received(len(texts)) == texts
 
@@ -282,18 +285,12 @@ def test_a_busy_handler_stops_reading_so_the_client_is_slowed_down() -> None:
 def test_a_peer_gone_while_the_handler_is_busy_is_reported_once_it_is_done() -> None:
     async def scenario() -> None:
         async with Pair() as pair:
-            gate = asyncio.get_running_loop().create_future()
-
-            async def busy() -> None:
-                await gate
-
-            pair.handler.hold = busy
+            release = pair.busy()
             await pair.send(frame(TEXT, b"one") + frame(TEXT, b"two"))
             assert await pair.received(1) == ["one"]
             pair.peer.close()
             await asyncio.sleep(0.05)
-            pair.handler.hold = None
-            gate.set_result(None)
+            release()
             await asyncio.wait_for(pair.handler.closed.wait(), 5)
             assert pair.handler.messages == ["one", "two"]
             assert pair.handler.close_calls == 1

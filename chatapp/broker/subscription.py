@@ -177,4 +177,4 @@ class Subscription:
 
 async def _close_quietly(pubsub: PubSub) -> None:
     with contextlib.suppress(RedisError, OSError):
-        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]  # typed in redis 8
