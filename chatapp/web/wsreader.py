@@ -58,6 +58,7 @@ class BufferedProtocol13(WebSocketProtocol13):
     # In slots: set on an instance whose dict Tornado has filled, they would make it grow
     # into a larger table (0.8 KiB per connection, measured with tracemalloc).
     __slots__ = ("_listening", "_message_opcode", "_pending", "_reading_done")
+    _listening: asyncio.Future[bytes]
 
     def __init__(
         self, handler: _WebSocketDelegate, mask_outgoing: bool, params: _WebSocketParams
@@ -66,7 +67,7 @@ class BufferedProtocol13(WebSocketProtocol13):
         self._pending = b""  # received and not yet a complete frame
         self._reading_done = False  # the handler was told the connection closed
         self._message_opcode = 0  # of the fragmented message being received
-        self._listening: asyncio.Future[bytes] | None = None  # the stream's read while we read
+        # _listening, the stream's read while we read: made once the loop runs (below)
 
     async def _receive_frame_loop(self) -> None:
         """Start reading and return: the stream's callbacks drive the connection from
@@ -74,12 +75,14 @@ class BufferedProtocol13(WebSocketProtocol13):
         stream = self.stream
         assert type(stream) is IOStream, "a plain TCP stream: recv sees every byte"
         stream._handle_read = self._readable  # type: ignore[method-assign]
+        self._listening = asyncio.get_running_loop().create_future()
+        self._listening.add_done_callback(self._stream_closed)
         self._parse()
 
     def _readable(self) -> None:
         """The socket has bytes (or was closed by the peer)."""
         stream = self.stream
-        if self._listening is None or stream._read_future is not self._listening:
+        if stream._read_future is not self._listening:
             IOStream._handle_read(stream)  # paused: the stream's own idle read (one chunk)
             return
         try:
@@ -92,6 +95,9 @@ class BufferedProtocol13(WebSocketProtocol13):
         if not data:
             stream.close()
             return
+        self._received(data)
+
+    def _received(self, data: bytes) -> None:
         self._wire_bytes_in += len(data)
         self._pending = self._pending + data if self._pending else data
         self._parse()
@@ -121,24 +127,18 @@ class BufferedProtocol13(WebSocketProtocol13):
         """Read on: first what the stream buffered, then every readable event."""
         stream = self.stream
         if stream._read_buffer_size:  # came with the handshake, or while we waited
-            data = stream._consume(stream._read_buffer_size)
-            self._wire_bytes_in += len(data)
-            self._pending += data
-            self._parse()
+            self._received(stream._consume(stream._read_buffer_size))
             return
-        if stream.closed():
+        if stream.closed():  # then our read has failed too, or never started
             self._lost()
             return
-        if self._listening is None or self._listening.done():
-            self._listening = asyncio.get_running_loop().create_future()
-            self._listening.add_done_callback(self._stream_closed)
         if stream._read_future is None:
             stream._read_future = self._listening
             stream._add_io_state(IOLoop.READ)
 
     def _stop_listening(self) -> None:
         """The stream stops asking for readable events once this event is handled."""
-        if self._listening is not None and self.stream._read_future is self._listening:
+        if self.stream._read_future is self._listening:
             self.stream._read_future = None
 
     def _stream_closed(self, listening: asyncio.Future[bytes]) -> None:
